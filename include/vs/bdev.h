@@ -1,0 +1,98 @@
+/*
+ * The generic block layer: how everything above the drivers (the tree, the
+ * domain metadata, jobs, tools) reaches storage.
+ *
+ * These functions dispatch to a driver's callbacks (see <vs/driver.h>),
+ * fall through to bs->file where a format driver leaves a callback NULL,
+ * emulate missing optional operations, and keep the sticky flush error.
+ * They never log above debug level; callers log failures once.
+ */
+#ifndef VS_BDEV_H
+#define VS_BDEV_H
+
+#include "vs/driver.h"
+
+/* ---- the driver registry ---- */
+
+/* The driver registered under NAME ("dir", "raw"...), or NULL. */
+const struct vs_driver *vs_driver_find(const char *name);
+/* The protocol driver whose scheme prefixes LOCATION, or NULL. */
+const struct vs_driver *vs_driver_for_location(const char *location);
+/* Call fn for each registered driver, in registration order. */
+void vs_driver_foreach(void (*fn)(const struct vs_driver *drv, void *arg),
+                       void *arg);
+
+/* ---- stores (a domain's storage) ---- */
+
+/* Open (or with create, make and open) the store at LOCATION.  -ENOENT if
+ * nothing is there, -EPROTONOSUPPORT if no driver knows the scheme. */
+int vs_store_open(const char *location, bool create, struct vs_store **out);
+/* Close a store; NULL is allowed. */
+void vs_store_close(struct vs_store *st);
+/* Remove an empty store and free it (also on failure: st is consumed only
+ * on success; on failure it stays open). */
+int vs_store_destroy(struct vs_store *st);
+/* Capacity and free space. */
+int vs_store_space(struct vs_store *st, struct vs_space *out);
+/* Create, remove, clone and list objects (see the driver contracts). */
+int vs_object_create(struct vs_store *st, const char *name, uint64_t size);
+int vs_object_remove(struct vs_store *st, const char *name);
+int vs_object_clone(struct vs_store *st, const char *src, const char *dst);
+int vs_object_list(struct vs_store *st,
+                   int (*fn)(const char *name, void *arg), void *arg);
+/* Open object NAME of store ST as a protocol bdev; flags: vs_open_flags.
+ * LABEL names it in log lines. */
+int vs_object_open(struct vs_store *st, const char *name, unsigned flags,
+                   const char *label, struct vs_bdev **out);
+
+/* ---- format layers ---- */
+
+/* Lay out an empty image of format FORMAT ("raw", "qcow2") on FILE. */
+int vs_format_create(const char *format, struct vs_bdev *file, uint64_t size,
+                     const char *backing_name);
+/* Open format FORMAT over FILE (and BACKING, may be NULL).  On success the
+ * new bdev owns both children; on failure the caller still owns them. */
+int vs_format_open(const char *format, struct vs_bdev *file,
+                   struct vs_bdev *backing, unsigned flags,
+                   struct vs_bdev **out);
+
+/* ---- block devices ---- */
+
+/* Close a bdev and, recursively, the children it owns; NULL is allowed. */
+void vs_bdev_close(struct vs_bdev *bs);
+int64_t vs_bdev_size(struct vs_bdev *bs);
+int64_t vs_bdev_allocated(struct vs_bdev *bs);
+int vs_bdev_truncate(struct vs_bdev *bs, uint64_t size);
+ssize_t vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov,
+                       int iovcnt, uint64_t offset, unsigned flags);
+ssize_t vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov,
+                        int iovcnt, uint64_t offset, unsigned flags);
+/* Single-buffer forms of the above; they loop over short transfers. */
+ssize_t vs_bdev_pread(struct vs_bdev *bs, void *buf, size_t len,
+                      uint64_t offset);
+ssize_t vs_bdev_pwrite(struct vs_bdev *bs, const void *buf, size_t len,
+                       uint64_t offset);
+/* Flush; once a flush has failed every later one fails with that error. */
+int vs_bdev_flush(struct vs_bdev *bs);
+/* Discard: -ENOTSUP if nothing in the stack can release space. */
+int vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+/* Zero a range, natively or by writing zero buffers. */
+int vs_bdev_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                         unsigned flags);
+/* This layer's status for [offset, offset + *pnum); see vs_block_status.
+ * A driver without block_status reports ALLOCATED|DATA everywhere. */
+int vs_bdev_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                         uint64_t *pnum);
+/* Status merged through the backing chain: DATA if any layer down the chain
+ * owns the range with data, ZERO where the owner reads zeros or no layer
+ * owns it.  For SEEK_DATA/SEEK_HOLE and maps. */
+int vs_bdev_chain_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                         uint64_t *pnum);
+/* Copy through the storage when both ends allow it, through memory else. */
+ssize_t vs_bdev_copy_range(struct vs_bdev *src, uint64_t src_off,
+                           struct vs_bdev *dst, uint64_t dst_off,
+                           uint64_t length);
+/* Submit asynchronously; req->complete runs exactly once (maybe inline). */
+void vs_bdev_submit(struct vs_bdev *bs, struct vs_request *req);
+
+#endif

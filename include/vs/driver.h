@@ -1,0 +1,243 @@
+/*
+ * The storage driver interface: what every backend implements.
+ *
+ * Two kinds of driver stack the way QEMU's block drivers do:
+ *
+ *   - a PROTOCOL driver knows a kind of storage (a local directory, an NFS
+ *     export through libnfs, an iSCSI LUN through libiscsi, an LVM volume
+ *     group).  It opens a *store* (one storage domain's space) and, inside
+ *     it, named *objects* (one per volume layer, plus the domain's
+ *     "metadata" object).  An open object is a struct vs_bdev.
+ *
+ *   - a FORMAT driver (raw, qcow2) interprets the bytes of an object.  It is
+ *     a struct vs_bdev whose `file` child is the protocol object below it and
+ *     whose `backing` child (copy-on-write formats only) is the parent layer.
+ *
+ * A request flows down: format bdev -> its file bdev -> storage.  A format
+ * driver implements only what it changes: a NULL callback falls through to
+ * the `file` child unchanged (nbdkit's filters do the same), which is why
+ * the raw driver is almost empty.  The generic entry points that do this
+ * dispatch, and the emulation of missing optional operations, are in
+ * <vs/bdev.h>; nothing but the drivers themselves calls these pointers.
+ *
+ * Threads: every callback may be called from several threads at once for
+ * the same bdev (the FUSE daemon is multithreaded and has no global lock on
+ * the I/O path).  Drivers protect their own metadata; plain data reads and
+ * writes to distinct ranges must run in parallel.
+ *
+ * Errors: every callback returns 0 (or a count) on success and -errno on
+ * failure, and must leave the object as it was when it fails.  Drivers log
+ * at debug level at most; the caller logs the failure once.
+ *
+ * Versioning: a driver sets api_version to VS_DRIVER_API_VERSION and
+ * struct_size to sizeof(struct vs_driver) as compiled; the registry refuses
+ * a driver built against a newer interface and treats callbacks beyond an
+ * older driver's struct_size as NULL.
+ */
+#ifndef VS_DRIVER_H
+#define VS_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define VS_DRIVER_API_VERSION 1
+
+enum vs_driver_kind {
+    VS_DRIVER_PROTOCOL = 1, /* storage: dir, nfs, iscsi, lvm */
+    VS_DRIVER_FORMAT = 2,   /* layout inside an object: raw, qcow2 */
+};
+
+/*
+ * What a driver does natively and can offload to the storage.  The generic
+ * layer emulates what is missing (zeroes become written buffers, copies
+ * become read+write); callers use these only to choose a faster path and to
+ * report them (user.vstor.backend, vstor info).
+ */
+struct vs_caps {
+    bool unmap;        /* discard releases space on the storage */
+    bool write_zeroes; /* zeroing a range costs no data transfer */
+    bool alloc_status; /* block_status reports the storage's real holes */
+    bool direct;       /* uncached (O_DIRECT-like) access is available */
+    bool clone;        /* an object can share storage with a copy (FICLONE) */
+    bool copy;         /* server-side copy (copy_file_range, XCOPY, NFS COPY) */
+    bool snapshot;     /* storage-native point-in-time snapshot of an object */
+};
+
+/* Flags for object_open and for the format driver's open. */
+enum vs_open_flags {
+    VS_OPEN_RDONLY = 1 << 0, /* refuse writes; open read-only on storage */
+    VS_OPEN_DIRECT = 1 << 1, /* bypass host caches when the storage can */
+};
+
+/* Flags for a single I/O request. */
+enum vs_io_flags {
+    VS_IO_DIRECT = 1 << 0,    /* this request bypasses caches (cache=none) */
+    VS_IO_FUA = 1 << 1,       /* write is durable when it completes */
+    VS_IO_MAY_UNMAP = 1 << 2, /* write_zeroes may free the range */
+};
+
+/*
+ * Block status of one layer, as bits.  A layer answers for itself only:
+ * ALLOCATED clear means "not mine, ask the backing layer"; a range that no
+ * layer of a chain owns reads as zeros.
+ */
+enum vs_block_status {
+    VS_BS_ALLOCATED = 1 << 0, /* this layer decides what the bytes are */
+    VS_BS_DATA = 1 << 1,      /* storage holds bytes here (maybe zeros) */
+    VS_BS_ZERO = 1 << 2,      /* the bytes read as zeros */
+};
+
+/* Capacity of a store, in bytes, as the storage reports it. */
+struct vs_space {
+    uint64_t capacity;
+    uint64_t free;
+};
+
+struct vs_driver;
+
+/*
+ * A store: one storage domain's space on one backend, opened by a protocol
+ * driver from a location string ("dir:/var/lib/vstorfs/domains/UUID",
+ * later "nfs://host/export/dir", "iscsi://host:port/iqn/lun", "lvm:vg").
+ */
+struct vs_store {
+    const struct vs_driver *drv;
+    char *location; /* owned; as given to vs_store_open */
+    void *opaque;   /* the driver's state */
+};
+
+/*
+ * An open block device: a protocol object or a format layer over one.
+ * Fields other than opaque are set by the generic layer before the driver's
+ * open callback runs and are read-only for the driver afterwards.
+ */
+struct vs_bdev {
+    const struct vs_driver *drv;
+    char *name;              /* owned; for log lines: "domain/object" */
+    unsigned open_flags;     /* enum vs_open_flags */
+    struct vs_caps caps;     /* set by the driver's open */
+    struct vs_bdev *file;    /* format drivers: the object below (owned) */
+    struct vs_bdev *backing; /* COW formats: the parent layer (owned) */
+    void *opaque;            /* the driver's state */
+    int flush_error;         /* generic layer only: sticky flush failure */
+};
+
+/*
+ * An asynchronous request (for drivers built on libnfs or libiscsi, which
+ * complete from an event loop).  The submitter owns the request and its
+ * buffers until complete() runs, exactly once, on any thread.
+ */
+enum vs_req_op {
+    VS_REQ_READ = 1,
+    VS_REQ_WRITE,
+    VS_REQ_FLUSH,
+    VS_REQ_DISCARD,
+    VS_REQ_WRITE_ZEROES,
+};
+
+struct vs_request {
+    enum vs_req_op op;
+    uint64_t offset;
+    uint64_t length; /* for READ/WRITE: the sum of the iovec lengths */
+    const struct iovec *iov;
+    int iovcnt;
+    unsigned flags; /* enum vs_io_flags */
+    /* ret: bytes transferred for READ/WRITE (short read = end of object),
+     * 0 for the others, or -errno. */
+    void (*complete)(struct vs_request *req, ssize_t ret);
+    void *opaque; /* the submitter's */
+};
+
+struct vs_driver {
+    uint32_t api_version; /* VS_DRIVER_API_VERSION */
+    uint32_t struct_size; /* sizeof(struct vs_driver) */
+    const char *name;     /* "dir", "raw", "qcow2", "nfs" ... */
+    enum vs_driver_kind kind;
+    /* protocol drivers: the location prefix they answer ("dir:", "nfs://") */
+    const char *scheme;
+
+    /* ---- store operations (protocol drivers only) ---- */
+
+    /* Open the store at st->location.  With create, make an empty store
+     * there first (EEXIST if one is there).  Undo everything on failure. */
+    int (*store_open)(struct vs_store *st, bool create);
+    /* Release the store; every object must be closed already. */
+    void (*store_close)(struct vs_store *st);
+    /* Remove an empty store (no objects but "metadata"): ENOTEMPTY else. */
+    int (*store_destroy)(struct vs_store *st);
+    /* Capacity and free space as the storage reports them. */
+    int (*store_space)(struct vs_store *st, struct vs_space *out);
+    /* Create object NAME of SIZE bytes, thin where the storage can: EEXIST
+     * if it exists.  NAME is a safe file name chosen by vstorfs (a uuid or
+     * "metadata"), never user input. */
+    int (*object_create)(struct vs_store *st, const char *name, uint64_t size);
+    /* Remove object NAME; ENOENT if it is not there. */
+    int (*object_remove)(struct vs_store *st, const char *name);
+    /* Open object NAME into bs (bs->name and bs->open_flags set). */
+    int (*object_open)(struct vs_store *st, const char *name,
+                       struct vs_bdev *bs);
+    /* Optional: make DST share SRC's current contents without copying
+     * (reflink, storage snapshot).  ENOTSUP when the storage cannot. */
+    int (*object_clone)(struct vs_store *st, const char *src, const char *dst);
+    /* Call fn for every object in the store (for rescans and checks). */
+    int (*object_list)(struct vs_store *st,
+                       int (*fn)(const char *name, void *arg), void *arg);
+
+    /* ---- format operations (format drivers only) ---- */
+
+    /* Lay out a new, empty image of virtual SIZE on the empty object FILE.
+     * backing_name, when not NULL, names the parent layer's object relative
+     * to FILE (written into the image so that qemu-img can follow it). */
+    int (*create)(struct vs_bdev *file, uint64_t size,
+                  const char *backing_name);
+
+    /* ---- block device operations (both kinds) ---- */
+
+    /* Open: for format drivers bs->file (and bs->backing) are already open.
+     * Fill bs->opaque and bs->caps. */
+    int (*open)(struct vs_bdev *bs);
+    /* Release what open acquired; never fails. */
+    void (*close)(struct vs_bdev *bs);
+    /* Virtual size in bytes, or -errno. */
+    int64_t (*get_size)(struct vs_bdev *bs);
+    /* Bytes the object occupies on the storage, or -errno. */
+    int64_t (*get_allocated)(struct vs_bdev *bs);
+    /* Set the virtual size.  Growing reads as zeros; shrinking is only asked
+     * for when the caller has checked that nobody uses the volume. */
+    int (*truncate)(struct vs_bdev *bs, uint64_t size);
+    /* Read up to the iovec total at offset; short only at end of object.
+     * Offsets and buffers have no alignment guarantee unless VS_IO_DIRECT
+     * is set, and even then buffers may be unaligned: the driver bounces. */
+    ssize_t (*preadv)(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                      uint64_t offset, unsigned flags);
+    /* Write the whole iovec at offset, growing nothing: the caller keeps
+     * writes inside the virtual size.  Same alignment rules as preadv. */
+    ssize_t (*pwritev)(struct vs_bdev *bs, const struct iovec *iov,
+                       int iovcnt, uint64_t offset, unsigned flags);
+    /* Make every completed write durable.  After a failure, the generic
+     * layer fails every later flush of this bdev (as QEMU does). */
+    int (*flush)(struct vs_bdev *bs);
+    /* Give the range back to the storage; reads return zeros afterwards. */
+    int (*discard)(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+    /* Make the range read as zeros (VS_IO_MAY_UNMAP: may free it too). */
+    int (*write_zeroes)(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                        unsigned flags);
+    /* Status of the range starting at offset: returns enum vs_block_status
+     * bits valid for *pnum bytes (0 < *pnum <= length), or -errno. */
+    int (*block_status)(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                        uint64_t *pnum);
+    /* Optional offload: copy length bytes from src at src_off to dst at
+     * dst_off on the storage itself (both bdevs of this driver).  ENOTSUP
+     * makes the caller copy through memory. */
+    ssize_t (*copy_range)(struct vs_bdev *src, uint64_t src_off,
+                          struct vs_bdev *dst, uint64_t dst_off,
+                          uint64_t length);
+    /* Optional asynchronous path; without it the generic layer runs the
+     * synchronous callback on the submitting thread and completes inline. */
+    int (*submit)(struct vs_bdev *bs, struct vs_request *req);
+};
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * A domain's metadata area: an array of record slots kept in the store's
+ * object named VS_META_OBJECT, written through the generic block layer so
+ * that it works the same on every backend.
+ *
+ * Slot i holds two copies, A at byte 2*i*VS_RECORD_SIZE and B right after
+ * it.  A write goes to the copy that does not hold the newest valid
+ * generation, then flushes; a read takes the valid copy with the highest
+ * generation.  A write torn by a crash therefore leaves the previous
+ * version readable, and the torn copy is reported and never used.
+ * Slot 0 holds the domain record.
+ *
+ * Callers serialise writes to one area (the tree holds its domain's lock);
+ * reads may run in parallel with nothing else.
+ */
+#ifndef VS_META_AREA_H
+#define VS_META_AREA_H
+
+#include <stdbool.h>
+#include "vs/bdev.h"
+#include "vs/record.h"
+
+#define VS_META_OBJECT "metadata"
+#define VS_META_MAX_SLOTS 65536
+
+struct vs_meta_area;
+
+/* What loading found in one slot, for callers that report damage. */
+struct vs_meta_slot_report {
+    uint32_t slot;
+    int copy_a; /* 0 valid, or the vs_record_decode error */
+    int copy_b;
+};
+
+/* Open the area on the store's metadata object (creating the object when
+ * create is set).  The area keeps OBJ open; close releases it. */
+int vs_meta_area_open(struct vs_store *st, bool create,
+                      struct vs_meta_area **out);
+void vs_meta_area_close(struct vs_meta_area *area);
+
+/* Read every slot.  For each slot holding a valid non-FREE record call
+ * on_record; for each slot where some copy is damaged (even if the other
+ * copy was used) call on_damage, if given.  A slot whose two copies are
+ * both damaged yields no record.  Stops and returns a callback's non-zero
+ * return value. */
+int vs_meta_area_load(struct vs_meta_area *area,
+                      int (*on_record)(const struct vs_record *rec, void *arg),
+                      void (*on_damage)(const struct vs_meta_slot_report *r,
+                                        void *arg),
+                      void *arg);
+
+/* Read the record in SLOT: 0, -ENOENT (empty or FREE) or a decode error
+ * when both copies are damaged. */
+int vs_meta_area_read(struct vs_meta_area *area, uint32_t slot,
+                      struct vs_record *out);
+
+/* Write REC durably into rec->slot (bumping rec->generation).  If
+ * rec->slot is 0 and rec->kind is not VS_REC_DOMAIN, a free slot is
+ * chosen first and stored in rec->slot. */
+int vs_meta_area_write(struct vs_meta_area *area, struct vs_record *rec);
+
+/* Mark SLOT free, durably. */
+int vs_meta_area_free(struct vs_meta_area *area, uint32_t slot);
+
+#endif

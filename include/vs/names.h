@@ -1,0 +1,21 @@
+/*
+ * Which names the tree accepts for domains, images and volumes, and the
+ * fixed names of a volume's parts.  Shared by the daemon and the tools.
+ */
+#ifndef VS_NAMES_H
+#define VS_NAMES_H
+
+#include "vs/record.h"
+
+#define VS_PART_DATA "data"       /* a volume's bytes */
+#define VS_PART_BACKING "backing" /* symlink to the parent layer (COW) */
+
+/* 0 if NAME may name a domain, image or volume; otherwise -EINVAL (empty,
+ * ".", "..", leading '.', '/', a control character, invalid UTF-8) or
+ * -ENAMETOOLONG (more than VS_NAME_MAX bytes). */
+int vs_name_check(const char *name);
+
+/* Why vs_name_check refused NAME, for a log line ("starts with '.'"). */
+const char *vs_name_reason(const char *name);
+
+#endif

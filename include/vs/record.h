@@ -1,0 +1,87 @@
+/*
+ * The central metadata record: how a domain describes itself, its images
+ * and its volumes on its own storage, so that any host can rebuild its view
+ * from the storage alone.
+ *
+ * One record fills one VS_RECORD_SIZE block (a multiple of every backend's
+ * sector size, so each record is written by one aligned request on a file,
+ * an NFS file, a LUN region or an LV).  Layout, all integers little-endian:
+ *
+ *   offset size  field
+ *   0      8     magic "VSTORREC"
+ *   8      2     format major version (VS_RECORD_VERSION); newer: refused
+ *   10     2     format minor version; newer minors only add keys
+ *   12     4     header size in bytes (VS_RECORD_HEADER_SIZE)
+ *   16     8     generation: bumped on every rewrite of the slot
+ *   24     4     slot index this record was written for
+ *   28     4     payload length in bytes
+ *   32     4     CRC-32C of bytes [0, header size + payload length) with
+ *                this field taken as zero
+ *   36     28    reserved, zero
+ *   64     ...   payload: UTF-8 "key=value\n" lines; unknown keys are kept
+ *                and ignored (self-describing, forward compatible)
+ *   rest         zero
+ *
+ * A block that is all zeros is an empty slot.  Anything else that does not
+ * check out (magic, sizes, CRC, required keys) is corrupt or torn and is
+ * reported, never used.
+ */
+#ifndef VS_RECORD_H
+#define VS_RECORD_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define VS_RECORD_SIZE 4096
+#define VS_RECORD_HEADER_SIZE 64
+#define VS_RECORD_VERSION 1
+#define VS_RECORD_MINOR 0
+
+#define VS_UUID_LEN 36      /* text form, without the NUL */
+#define VS_NAME_MAX 128     /* bytes of a domain, image or volume name */
+#define VS_FORMAT_MAX 15    /* "raw", "qcow2" */
+#define VS_OBJECT_MAX 63    /* object name on the store */
+#define VS_LOCATION_MAX 511 /* a store location */
+
+enum vs_record_kind {
+    VS_REC_FREE = 0,   /* a released slot (written, so a free is atomic) */
+    VS_REC_DOMAIN = 1, /* slot 0: the domain itself */
+    VS_REC_IMAGE = 2,
+    VS_REC_VOLUME = 3,
+};
+
+struct vs_record {
+    uint32_t slot;
+    uint64_t generation;
+    enum vs_record_kind kind;
+    char uuid[VS_UUID_LEN + 1];
+    /* the image's domain uuid, or the volume's image uuid; "" for a domain */
+    char parent_uuid[VS_UUID_LEN + 1];
+    char name[VS_NAME_MAX + 1];
+    int64_t created; /* seconds since the epoch, UTC */
+    /* volumes only */
+    char format[VS_FORMAT_MAX + 1];      /* "raw" or "qcow2" */
+    char object[VS_OBJECT_MAX + 1];      /* object name on the store */
+    char backing_uuid[VS_UUID_LEN + 1];  /* parent layer, "" for a base */
+    uint32_t flags;                      /* enum vs_record_flags */
+};
+
+enum vs_record_flags {
+    VS_RECF_READONLY = 1 << 0, /* a frozen layer (snapshot, has children) */
+    VS_RECF_REMOVING = 1 << 1, /* removal started: finish it on rescan */
+};
+
+/* Encode REC into BUF (VS_RECORD_SIZE bytes), computing the CRC.  -EINVAL if
+ * a field is invalid, -E2BIG if the payload does not fit. */
+int vs_record_encode(const struct vs_record *rec, void *buf);
+
+/* Decode one block.  Returns 0 and fills OUT; -ENOENT for an empty (all
+ * zero) block; -EBADMSG for a bad magic, size or CRC (corrupt or torn);
+ * -EPROTONOSUPPORT for a newer major version; -EINVAL for a checksummed
+ * record whose payload lacks a required key or has a malformed value. */
+int vs_record_decode(const void *buf, size_t len, struct vs_record *out);
+
+/* A human name for a decode error, for log lines. */
+const char *vs_record_strerror(int err);
+
+#endif

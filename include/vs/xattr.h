@@ -1,0 +1,25 @@
+/*
+ * The extended attributes vstorfs shows and takes, shared by the daemon and
+ * the vstor tool.  Read-only ones describe a node; writable ones ask for an
+ * action (setting them is the command).
+ */
+#ifndef VS_XATTR_H
+#define VS_XATTR_H
+
+#define VS_XATTR_PREFIX "user.vstor."
+
+/* read-only, on every node */
+#define VS_XATTR_UUID "user.vstor.uuid"
+#define VS_XATTR_KIND "user.vstor.kind"         /* domain|image|volume|... */
+#define VS_XATTR_SIZE "user.vstor.size"         /* virtual bytes */
+#define VS_XATTR_ALLOCATED "user.vstor.allocated" /* bytes on storage */
+#define VS_XATTR_FORMAT "user.vstor.format"     /* raw, qcow2, or "-" */
+#define VS_XATTR_BACKEND "user.vstor.backend"   /* "dir dir:/path" */
+#define VS_XATTR_CREATED "user.vstor.created"   /* ISO 8601 UTC */
+#define VS_XATTR_CAPS "user.vstor.caps"         /* offloads, comma list */
+
+/* writable actions */
+#define VS_XATTR_RESCAN "user.vstor.rescan"       /* root: value "1" */
+#define VS_XATTR_SHRINK "user.vstor.shrink-to"    /* volume: new size */
+
+#endif
