@@ -17,6 +17,7 @@
 #define VS_XATTR_BACKEND "user.vstor.backend"   /* "dir dir:/path" */
 #define VS_XATTR_CREATED "user.vstor.created"   /* ISO 8601 UTC */
 #define VS_XATTR_CAPS "user.vstor.caps"         /* offloads, comma list */
+#define VS_XATTR_OBJECT "user.vstor.object"     /* volume: object on store */
 
 /* writable actions */
 #define VS_XATTR_RESCAN "user.vstor.rescan"       /* root: value "1" */
