@@ -76,6 +76,8 @@ ssize_t vs_bdev_pwrite(struct vs_bdev *bs, const void *buf, size_t len,
 int vs_bdev_flush(struct vs_bdev *bs);
 /* Discard: -ENOTSUP if nothing in the stack can release space. */
 int vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+/* Reserve storage without changing contents: -ENOTSUP if nothing can. */
+int vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length);
 /* Zero a range, natively or by writing zero buffers. */
 int vs_bdev_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                          unsigned flags);

@@ -238,6 +238,9 @@ struct vs_driver {
     /* Optional asynchronous path; without it the generic layer runs the
      * synchronous callback on the submitting thread and completes inline. */
     int (*submit)(struct vs_bdev *bs, struct vs_request *req);
+    /* Reserve storage for the range without changing its contents
+     * (fallocate mode 0).  ENOTSUP when the storage cannot. */
+    int (*allocate)(struct vs_bdev *bs, uint64_t offset, uint64_t length);
 };
 
 #endif
