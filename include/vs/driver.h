@@ -105,8 +105,9 @@ struct vs_driver;
  */
 struct vs_store {
     const struct vs_driver *drv;
-    char *location; /* owned; as given to vs_store_open */
-    void *opaque;   /* the driver's state */
+    char *location;      /* owned; as given to vs_store_open */
+    void *opaque;        /* the driver's state */
+    struct vs_caps caps; /* set by store_open: what the storage offers */
 };
 
 /*
