@@ -1,0 +1,197 @@
+/*
+ * Internal interfaces of the FUSE daemon (fs/ only).
+ *
+ *   options.c  the command line and -o options           -> struct vs_config
+ *   tree.c     the namespace: domains, images, volumes kept in memory,
+ *              mirrored in the catalog and the domains' metadata
+ *   rescan.c   rebuilding the catalog from the domains' metadata
+ *   volume.c   a volume's open block device, its size and its openers
+ *   ops.c      FUSE namespace requests (lookup, mkdir, rename ...)
+ *   io.c       FUSE data requests (read, write, fsync, fallocate, lseek)
+ *   xattr.c    user.vstor.* attributes
+ *   main.c     session set-up and the multithreaded loop
+ *
+ * Locking: one rwlock guards the namespace (the node graph, the catalog and
+ * the metadata areas).  Namespace changes take it for writing; lookups and
+ * attribute reads for reading.  The data path never takes it: an open file
+ * handle holds a reference on its struct vs_volume.
+ */
+#ifndef VS_FS_H
+#define VS_FS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "vs/bdev.h"
+#include "vs/catalog.h"
+#include "vs/meta_area.h"
+
+/* ---- configuration (options.c) ---- */
+
+struct vs_config {
+    char *data_dir;
+    char *catalog_path;
+    char *mountpoint;
+    bool foreground;
+    bool show_help;
+    bool show_version;
+    bool allow_other;
+    bool read_only;
+    int log_level;
+    char *debug;
+    unsigned threads;
+    unsigned max_write;
+    unsigned max_background;
+    char *fuse_opts; /* extra -o options handed to libfuse */
+};
+
+/* Parse argv into cfg.  Returns 0, or -EINVAL after printing why. */
+int vs_config_parse(int argc, char **argv, struct vs_config *cfg);
+void vs_config_free(struct vs_config *cfg);
+void vs_config_usage(FILE *out, const char *prog);
+
+/* ---- inode numbers ---- */
+
+enum vs_part {
+    VS_PART_DIR = 0,  /* the node's directory */
+    VS_PART_FILE = 1, /* a volume's data file */
+};
+
+#define VS_INO_ROOT 1
+#define VS_INO(id, part) (((uint64_t)(id) << 2) | (uint64_t)(part))
+#define VS_INO_ID(ino) ((int64_t)((ino) >> 2))
+#define VS_INO_PART(ino) ((enum vs_part)((ino)&3))
+
+/* ---- volumes (volume.c) ---- */
+
+struct vs_volume {
+    pthread_mutex_t lock; /* bdev opening, size changes, open_count */
+    atomic_int refs;      /* the tree node's and each handle's */
+    struct vs_bdev *bdev; /* opened on first use, then kept */
+    _Atomic uint64_t size;
+    int open_count; /* FUSE file handles */
+    char *label;    /* "domain/image/volume" for log lines */
+};
+
+struct vs_volume *vs_volume_new(const char *label);
+void vs_volume_ref(struct vs_volume *vol);
+void vs_volume_unref(struct vs_volume *vol);
+/* The volume's block device, opening it (format over protocol) on first use
+ * from STORE / OBJECT / FORMAT. */
+int vs_volume_bdev(struct vs_volume *vol, struct vs_store *store,
+                   const char *object, const char *format,
+                   struct vs_bdev **out);
+/* Register an opener; with truncate, empty the volume first (EBUSY when
+ * somebody else has it open). */
+int vs_volume_open(struct vs_volume *vol, bool truncate);
+void vs_volume_release(struct vs_volume *vol);
+/* Grow to at least SIZE (no-op when already larger). */
+int vs_volume_grow(struct vs_volume *vol, uint64_t size);
+/* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
+int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
+
+/* ---- the namespace (tree.c, rescan.c) ---- */
+
+struct vs_domain {
+    struct vs_store *store;
+    struct vs_meta_area *meta;
+};
+
+struct vs_node {
+    struct vs_cat_node cat; /* cat.kind, cat.id, cat.name ... */
+    struct vs_node *parent;
+    struct vs_node *children; /* first child */
+    struct vs_node *sibling;  /* next child of parent */
+    struct vs_node *hash_next;
+    unsigned nchildren;
+    struct vs_domain *domain; /* owned by the domain node, shared below */
+    struct vs_volume *vol;    /* volumes only; the node holds a ref */
+};
+
+struct vs_tree {
+    pthread_rwlock_t lock;
+    struct vs_catalog *cat;
+    char *data_dir;
+    char host_uuid[VS_UUID_LEN + 1];
+    int64_t created;
+    struct vs_node root;
+    struct vs_node **hash;
+    size_t hash_size;
+    size_t count;
+};
+
+int vs_tree_open(const char *data_dir, const char *catalog_path,
+                 struct vs_tree **out);
+void vs_tree_close(struct vs_tree *tree);
+
+void vs_tree_rdlock(struct vs_tree *tree);
+void vs_tree_wrlock(struct vs_tree *tree);
+void vs_tree_unlock(struct vs_tree *tree);
+
+/* The node of inode INO (either part), or NULL.  Hold the lock. */
+struct vs_node *vs_tree_node(struct vs_tree *tree, uint64_t ino);
+/* The child NAME of PARENT, or NULL. */
+struct vs_node *vs_node_child(struct vs_node *parent, const char *name);
+/* "domain/image/volume" for log lines, into buf. */
+const char *vs_node_path(const struct vs_node *node, char *buf, size_t len);
+/* The kind's name: "root", "domain", "image", "volume". */
+const char *vs_node_kind_name(enum vs_node_kind kind);
+
+/* Namespace changes; call with the write lock held.  Each keeps the
+ * domain's metadata, the catalog and the storage in agreement, and undoes
+ * what it did when a later step fails. */
+int vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent,
+                  const char *name, mode_t mode, uid_t uid, gid_t gid,
+                  struct vs_node **out);
+int vs_tree_rmdir(struct vs_tree *tree, struct vs_node *node);
+int vs_tree_rename(struct vs_tree *tree, struct vs_node *node,
+                   const char *newname);
+int vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
+                      const mode_t *mode, const uid_t *uid, const gid_t *gid);
+
+/* Attach an in-memory node for a catalog row (tree.c, used by rescan). */
+int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
+/* Drop every node below the root (rescan rebuilds them). */
+void vs_tree_detach_all(struct vs_tree *tree);
+/* Open the store and metadata area of a domain node. */
+int vs_tree_open_domain(struct vs_node *domain_node);
+/* The volume's block device (opening it on first use). */
+int vs_node_bdev(struct vs_node *vol_node, struct vs_bdev **out);
+
+/* Bring the catalog in line with the domains found in the data directory,
+ * then rebuild the in-memory tree from it.  Write lock held. */
+int vs_tree_rescan(struct vs_tree *tree);
+
+/* ---- the FUSE operations (ops.c, io.c, xattr.c) ---- */
+
+struct fuse_lowlevel_ops;
+struct fuse_session;
+extern struct fuse_session *vs_session; /* for invalidation notices */
+
+void vs_ops_init(struct fuse_lowlevel_ops *ops);
+void vs_io_ops_init(struct fuse_lowlevel_ops *ops);
+void vs_xattr_ops_init(struct fuse_lowlevel_ops *ops);
+
+/* State shared by the operations: set by main before the session starts. */
+struct vs_fs {
+    struct vs_tree *tree;
+    const struct vs_config *cfg;
+};
+extern struct vs_fs vs_fs;
+
+/* Fill ST for inode INO of NODE (lock held). */
+void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
+
+/* An open data file. */
+struct vs_handle {
+    struct vs_volume *vol;
+    struct vs_bdev *bdev;
+    unsigned io_flags; /* VS_IO_DIRECT when opened with O_DIRECT */
+    bool writable;
+};
+
+#endif

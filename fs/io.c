@@ -1,0 +1,311 @@
+/*
+ * FUSE data requests on a volume's `data` file: open, read, write, fsync,
+ * fallocate, lseek (SEEK_DATA/SEEK_HOLE) and release.
+ *
+ * open resolves the volume under the namespace lock once and stores a
+ * handle holding a reference on it; every later request goes from the
+ * handle straight to the block device, with no lock but the volume's own
+ * when a write grows the size.  Reads land in a per-thread page-aligned
+ * buffer (O_DIRECT on the backend needs alignment; fuse_reply_buf copies it
+ * out before the thread takes the next request).
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "vs/log.h"
+
+#define BUF_ALIGN 4096
+
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+static __thread void *read_buf;
+static __thread size_t read_buf_size;
+
+static void
+make_read_buf_key(void)
+{
+    pthread_key_create(&read_buf_key, free);
+}
+
+/* This thread's aligned read buffer, at least LEN bytes. */
+static void *
+thread_buffer(size_t len)
+{
+    void *p;
+
+    if (read_buf_size >= len)
+        return read_buf;
+    pthread_once(&read_buf_once, make_read_buf_key);
+    if (posix_memalign(&p, BUF_ALIGN, len) != 0)
+        return NULL;
+    free(read_buf);
+    read_buf = p;
+    read_buf_size = len;
+    pthread_setspecific(read_buf_key, p); /* freed when the thread ends */
+    return p;
+}
+
+static struct vs_handle *
+handle_of(struct fuse_file_info *fi)
+{
+    return (struct vs_handle *)(uintptr_t)fi->fh;
+}
+
+static void
+log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
+             size_t len, int err)
+{
+    vs_log(LOG_ERR, "%s of '%s' at %llu (+%zu) failed: %s", op, h->vol->label,
+           (unsigned long long)off, len, strerror(err));
+}
+
+/* Resolve INO to its volume and block device under the namespace lock. */
+static int
+open_volume(fuse_ino_t ino, struct vs_volume **vol, struct vs_bdev **bs)
+{
+    struct vs_node *node;
+    int r;
+
+    vs_tree_rdlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    if (!node)
+        r = -ENOENT;
+    else if (VS_INO_PART(ino) != VS_PART_FILE)
+        r = -EISDIR;
+    else
+        r = vs_node_bdev(node, bs);
+    if (r == 0) {
+        *vol = node->vol;
+        vs_volume_ref(*vol);
+    }
+    vs_tree_unlock(vs_fs.tree);
+    return r;
+}
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+    struct vs_handle *h = calloc(1, sizeof(*h));
+    int r = h ? open_volume(ino, &h->vol, &h->bdev) : -ENOMEM;
+
+    if (r == 0 && writable && vs_fs.cfg->read_only)
+        r = -EROFS;
+    if (r == 0 && (r = vs_volume_open(h->vol, fi->flags & O_TRUNC)) == -EBUSY)
+        vs_log(LOG_NOTICE, "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)", h->vol->label);
+    if (r < 0) {
+        if (h)
+            vs_volume_unref(h->vol);
+        free(h);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    h->writable = writable;
+    h->io_flags = (fi->flags & O_DIRECT) ? VS_IO_DIRECT : 0;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->keep_cache = 1; /* one host, one writer path: the cache stays valid */
+    fi->noflush = 1;
+    if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: undo */
+        vs_volume_release(h->vol);
+        vs_volume_unref(h->vol);
+        free(h);
+    }
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+
+    (void)ino;
+    vs_volume_release(h->vol);
+    vs_volume_unref(h->vol);
+    free(h);
+    fuse_reply_err(req, 0);
+}
+
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+        struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+    uint64_t vsize = atomic_load(&h->vol->size);
+    struct iovec iov;
+    ssize_t n;
+
+    (void)ino;
+    if ((uint64_t)off >= vsize) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if ((uint64_t)off + size > vsize)
+        size = (size_t)(vsize - (uint64_t)off);
+    iov.iov_base = thread_buffer(size);
+    iov.iov_len = size;
+    if (!iov.iov_base) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    n = vs_bdev_preadv(h->bdev, &iov, 1, (uint64_t)off, h->io_flags);
+    if (n < 0) {
+        log_io_error(h, "read", (uint64_t)off, size, (int)-n);
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
+    fuse_reply_buf(req, iov.iov_base, (size_t)n);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+         off_t off, struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = size};
+    ssize_t n;
+    int r;
+
+    (void)ino;
+    r = vs_volume_grow(h->vol, (uint64_t)off + size);
+    if (r < 0) {
+        log_io_error(h, "grow for write", (uint64_t)off, size, -r);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    n = vs_bdev_pwritev(h->bdev, &iov, 1, (uint64_t)off, h->io_flags);
+    if (n < 0) {
+        log_io_error(h, "write", (uint64_t)off, size, (int)-n);
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
+    fuse_reply_write(req, (size_t)n);
+}
+
+static void
+op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+         struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+    int r = vs_bdev_flush(h->bdev);
+
+    (void)ino, (void)datasync;
+    if (r < 0)
+        log_io_error(h, "fsync", 0, 0, -r);
+    fuse_reply_err(req, -r);
+}
+
+static void
+op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino, (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+/* fallocate: preallocate (mode 0, KEEP_SIZE), punch, zero range. */
+static int
+do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
+{
+    const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
+                      FALLOC_FL_ZERO_RANGE;
+    uint64_t end = off + len, size;
+    int r = 0;
+
+    if ((mode & ~known) || ((mode & FALLOC_FL_PUNCH_HOLE) &&
+                            !(mode & FALLOC_FL_KEEP_SIZE)))
+        return -EOPNOTSUPP;
+    if (!(mode & FALLOC_FL_KEEP_SIZE))
+        r = vs_volume_grow(h->vol, end);
+    size = atomic_load(&h->vol->size);
+    if (r < 0 || off >= size)
+        return r;
+    if (end > size)
+        end = size;
+    if (mode & FALLOC_FL_PUNCH_HOLE)
+        r = vs_bdev_discard(h->bdev, off, end - off);
+    else if (mode & FALLOC_FL_ZERO_RANGE)
+        r = vs_bdev_write_zeroes(h->bdev, off, end - off, 0);
+    else
+        r = vs_bdev_allocate(h->bdev, off, end - off);
+    return r == -ENOTSUP ? -EOPNOTSUPP : r;
+}
+
+static void
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+             off_t length, struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+    int r;
+
+    (void)ino;
+    if (off < 0 || length <= 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    r = do_fallocate(h, mode, (uint64_t)off, (uint64_t)length);
+    if (r < 0 && r != -EOPNOTSUPP)
+        log_io_error(h, "fallocate", (uint64_t)off, (size_t)length, -r);
+    fuse_reply_err(req, -r);
+}
+
+/* First offset >= OFF whose "is data" equals WANT_DATA, or SIZE. */
+static int64_t
+seek_status(struct vs_bdev *bs, uint64_t off, uint64_t size, bool want_data)
+{
+    while (off < size) {
+        uint64_t pnum = 0;
+        int st = vs_bdev_chain_status(bs, off, size - off, &pnum);
+        if (st < 0)
+            return st;
+        if (((st & VS_BS_DATA) && !(st & VS_BS_ZERO)) == want_data)
+            return (int64_t)off;
+        if (pnum == 0)
+            return -EIO;
+        off += pnum;
+    }
+    return (int64_t)size;
+}
+
+static void
+op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+         struct fuse_file_info *fi)
+{
+    struct vs_handle *h = handle_of(fi);
+    uint64_t size = atomic_load(&h->vol->size);
+    int64_t pos;
+
+    (void)ino;
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (off < 0 || (uint64_t)off >= size) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    pos = seek_status(h->bdev, (uint64_t)off, size, whence == SEEK_DATA);
+    if (pos < 0)
+        fuse_reply_err(req, (int)-pos);
+    else if (whence == SEEK_DATA && (uint64_t)pos >= size)
+        fuse_reply_err(req, ENXIO);
+    else
+        fuse_reply_lseek(req, pos);
+}
+
+void
+vs_io_ops_init(struct fuse_lowlevel_ops *ops)
+{
+    ops->open = op_open;
+    ops->release = op_release;
+    ops->read = op_read;
+    ops->write = op_write;
+    ops->fsync = op_fsync;
+    ops->flush = op_flush;
+    ops->fallocate = op_fallocate;
+    ops->lseek = op_lseek;
+}

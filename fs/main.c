@@ -1,0 +1,197 @@
+/*
+ * vstorfs: the daemon's start-up and shutdown.
+ *
+ * parse options -> open the tree (catalog + rescan of the domains) ->
+ * new FUSE session -> signal handlers -> mount -> daemonize -> the
+ * multithreaded loop -> unmount -> close.  SIGTERM, SIGINT and SIGHUP end
+ * the loop, so the mount is always taken down cleanly.
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "vs/log.h"
+
+#ifndef VSTORFS_VERSION
+#define VSTORFS_VERSION "0.1.0"
+#endif
+
+/* Route libfuse's own messages through our logger. */
+static void
+fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    char msg[512];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    vs_log((int)level, "fuse: %s", msg);
+}
+
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    const struct vs_config *cfg = userdata;
+
+    conn->max_write = cfg->max_write;
+    conn->max_background = cfg->max_background;
+    conn->congestion_threshold = cfg->max_background * 3 / 4;
+    conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC |
+                                   FUSE_CAP_ASYNC_DIO |
+                                   FUSE_CAP_PARALLEL_DIROPS);
+    /* read/write carry the bytes in memory; no splice */
+    conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+                    FUSE_CAP_SPLICE_MOVE);
+    /* no remote locks: the kernel keeps POSIX, OFD and flock locks local,
+     * which is what protects a volume from a second QEMU on this host */
+    conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+}
+
+static int
+fuse_args_build(const struct vs_config *cfg, const char *prog,
+                struct fuse_args *args)
+{
+    char *opts = NULL;
+    int r;
+
+    r = asprintf(&opts,
+                 "nosuid,nodev,default_permissions,fsname=%s,"
+                 "subtype=vstorfs,max_read=%u%s%s%s%s",
+                 cfg->data_dir, cfg->max_write,
+                 cfg->allow_other ? ",allow_other" : "",
+                 cfg->read_only ? ",ro" : "", cfg->fuse_opts ? "," : "",
+                 cfg->fuse_opts ? cfg->fuse_opts : "");
+    if (r < 0)
+        return -ENOMEM;
+    r = fuse_opt_add_arg(args, prog);
+    if (r == 0)
+        r = fuse_opt_add_arg(args, "-o");
+    if (r == 0)
+        r = fuse_opt_add_arg(args, opts);
+    free(opts);
+    return r == 0 ? 0 : -ENOMEM;
+}
+
+static int
+run_session(struct vs_config *cfg, struct fuse_session *se)
+{
+    struct fuse_loop_config *loop = fuse_loop_cfg_create();
+    int r;
+
+    if (!loop)
+        return -ENOMEM;
+    fuse_loop_cfg_set_max_threads(loop, cfg->threads);
+    fuse_loop_cfg_set_idle_threads(loop, cfg->threads);
+    fuse_loop_cfg_set_clone_fd(loop, 1);
+    r = fuse_session_loop_mt(se, loop);
+    fuse_loop_cfg_destroy(loop);
+    return r;
+}
+
+/* Fork into the background.  SQLite connections must not cross a fork
+ * (its POSIX locks stay with the parent), so the tree is closed first and
+ * opened again in the child; the first open already showed it works. */
+static int
+daemonize(const struct vs_config *cfg)
+{
+    int r;
+
+    vs_tree_close(vs_fs.tree);
+    vs_fs.tree = NULL;
+    fuse_daemonize(0);
+    vs_log_use_syslog(true);
+    r = vs_tree_open(cfg->data_dir, cfg->catalog_path, &vs_fs.tree);
+    if (r < 0)
+        vs_log(LOG_ERR, "cannot reopen data directory '%s': %s",
+               cfg->data_dir, strerror(-r));
+    return r;
+}
+
+static int
+serve(struct vs_config *cfg, const char *prog)
+{
+    struct fuse_lowlevel_ops ops;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct fuse_session *se = NULL;
+    int r;
+
+    memset(&ops, 0, sizeof(ops));
+    ops.init = op_init;
+    vs_ops_init(&ops);
+    vs_io_ops_init(&ops);
+    vs_xattr_ops_init(&ops);
+    r = fuse_args_build(cfg, prog, &args);
+    if (r == 0 && !(se = fuse_session_new(&args, &ops, sizeof(ops), cfg)))
+        r = -EINVAL;
+    if (r == 0 && fuse_set_signal_handlers(se) != 0)
+        r = -EIO;
+    if (r == 0 && fuse_session_mount(se, cfg->mountpoint) != 0)
+        r = vs_log_errno(LOG_ERR, EIO, "cannot mount on '%s'",
+                         cfg->mountpoint);
+    if (r == 0) {
+        vs_session = se;
+        vs_log(LOG_NOTICE, "serving '%s' on '%s'", cfg->data_dir,
+               cfg->mountpoint);
+        if (!cfg->foreground)
+            r = daemonize(cfg);
+        if (r == 0)
+            r = run_session(cfg, se) != 0 ? -EIO : 0;
+        fuse_session_unmount(se);
+        vs_session = NULL;
+    }
+    if (se) {
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+    }
+    fuse_opt_free_args(&args);
+    return r;
+}
+
+static int
+setup_logging(const struct vs_config *cfg)
+{
+    vs_log_set_level(cfg->log_level);
+    if (cfg->debug && vs_log_set_categories(cfg->debug) < 0) {
+        fprintf(stderr, "vstorfs: unknown debug category in '%s'\n",
+                cfg->debug);
+        return -EINVAL;
+    }
+    fuse_set_log_func(fuse_log_to_ours);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct vs_config cfg;
+    int r = vs_config_parse(argc, argv, &cfg);
+
+    if (r < 0 || cfg.show_help || cfg.show_version) {
+        if (cfg.show_version)
+            printf("vstorfs %s (libfuse %s)\n", VSTORFS_VERSION,
+                   fuse_pkgversion());
+        else
+            vs_config_usage(r < 0 ? stderr : stdout, "vstorfs");
+        vs_config_free(&cfg);
+        return r < 0 ? 2 : 0;
+    }
+    r = setup_logging(&cfg);
+    if (r == 0)
+        r = vs_tree_open(cfg.data_dir, cfg.catalog_path, &vs_fs.tree);
+    if (r < 0 && r != -EINVAL)
+        vs_log(LOG_ERR, "cannot open data directory '%s' (catalog '%s'): %s%s",
+               cfg.data_dir, cfg.catalog_path, strerror(-r),
+               r == -EUCLEAN ? "; the catalog is damaged: move it away and "
+                               "start again to rebuild it from the domains"
+                             : "");
+    if (r == 0) {
+        vs_fs.cfg = &cfg;
+        r = serve(&cfg, argv[0]);
+        vs_tree_close(vs_fs.tree);
+    }
+    vs_config_free(&cfg);
+    return r < 0 ? 1 : 0;
+}

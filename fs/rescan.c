@@ -1,0 +1,344 @@
+/*
+ * Rebuilding the host's view from the domains themselves.
+ *
+ * For each local domain under DATA_DIR/domains, read every record of its
+ * metadata area; finish removals that a crash interrupted (records marked
+ * REMOVING); then, in one catalog transaction, insert or update a row for
+ * each record and delete the rows that no record backs.  Rows keep their
+ * ids (the inode numbers) and host-local fields (mode, owner).  Damaged
+ * records are reported here, once, and never used.  Finally the in-memory
+ * tree is rebuilt from the catalog.
+ *
+ * Run at every start and on `setfattr -n user.vstor.rescan`, so the
+ * catalog can be deleted at any time and comes back the same.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "vs/log.h"
+#include "vs/util.h"
+
+struct scan {
+    struct vs_tree *tree;
+    const char *location;
+    struct vs_record *recs;
+    size_t nrecs, cap;
+    /* uuids present on the storage, for deleting stale rows */
+    char (*seen)[VS_UUID_LEN + 1];
+    size_t nseen, seen_cap;
+};
+
+static int
+keep_record(const struct vs_record *rec, void *arg)
+{
+    struct scan *s = arg;
+
+    if (s->nrecs == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct vs_record *n = realloc(s->recs, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        s->recs = n;
+        s->cap = cap;
+    }
+    s->recs[s->nrecs++] = *rec;
+    return 0;
+}
+
+static void
+report_damage(const struct vs_meta_slot_report *rep, void *arg)
+{
+    struct scan *s = arg;
+    bool lost = rep->copy_a < 0 && rep->copy_b < 0;
+
+    vs_log(lost ? LOG_ERR : LOG_WARNING,
+           "domain '%s': metadata slot %u: copy A %s, copy B %s; %s",
+           s->location, rep->slot,
+           rep->copy_a ? vs_record_strerror(rep->copy_a) : "valid",
+           rep->copy_b ? vs_record_strerror(rep->copy_b) : "valid",
+           lost ? "its entry is not shown until repaired"
+                : "the valid copy is used");
+}
+
+static int
+mark_seen(struct scan *s, const char *uuid)
+{
+    if (s->nseen == s->seen_cap) {
+        size_t cap = s->seen_cap ? s->seen_cap * 2 : 64;
+        void *n = realloc(s->seen, cap * sizeof(*s->seen));
+        if (!n)
+            return -ENOMEM;
+        s->seen = n;
+        s->seen_cap = cap;
+    }
+    memcpy(s->seen[s->nseen++], uuid, VS_UUID_LEN + 1);
+    return 0;
+}
+
+static bool
+was_seen(const struct scan *s, const char *uuid)
+{
+    for (size_t i = 0; i < s->nseen; i++)
+        if (strcmp(s->seen[i], uuid) == 0)
+            return true;
+    return false;
+}
+
+/* Finish a volume removal a crash interrupted. */
+static void
+finish_removal(struct vs_store *st, struct vs_meta_area *meta,
+               struct vs_record *rec)
+{
+    int r = vs_object_remove(st, rec->object);
+
+    if (r == 0 || r == -ENOENT)
+        r = vs_meta_area_free(meta, rec->slot);
+    vs_log(LOG_NOTICE, "volume '%s' (%s): finished its interrupted removal%s",
+           rec->name, rec->uuid, r < 0 ? ": failed, will retry" : "");
+    rec->kind = VS_REC_FREE;
+}
+
+/* The domain's own record: the one in slot 0. */
+static const struct vs_record *
+domain_record(const struct scan *s)
+{
+    for (size_t i = 0; i < s->nrecs; i++)
+        if (s->recs[i].slot == 0 && s->recs[i].kind == VS_REC_DOMAIN)
+            return &s->recs[i];
+    return NULL;
+}
+
+/* Insert or update the catalog row for REC under PARENT_ID. */
+static int
+upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
+       int64_t *id)
+{
+    struct vs_cat_node row;
+    int r = vs_catalog_get_by_uuid(s->tree->cat, rec->uuid, &row);
+
+    if (r == -ENOENT) {
+        memset(&row, 0, sizeof(row));
+        row.mode = rec->kind == VS_REC_VOLUME ? 0600 : 0755;
+    } else if (r < 0) {
+        return r;
+    }
+    row.kind = (enum vs_node_kind)rec->kind;
+    row.parent_id = parent_id;
+    row.created = rec->created;
+    row.slot = rec->slot;
+    row.generation = rec->generation;
+    row.flags = rec->flags;
+    memcpy(row.uuid, rec->uuid, sizeof(row.uuid));
+    memcpy(row.name, rec->name, sizeof(row.name));
+    memcpy(row.format, rec->format, sizeof(row.format));
+    memcpy(row.object, rec->object, sizeof(row.object));
+    if (rec->kind == VS_REC_DOMAIN)
+        snprintf(row.location, sizeof(row.location), "%s", s->location);
+    r = r == -ENOENT ? vs_catalog_insert(s->tree->cat, &row)
+                     : vs_catalog_update(s->tree->cat, &row);
+    if (r == -EEXIST)
+        vs_log(LOG_ERR, "domain '%s': %s '%s' (%s) clashes with another of "
+               "that name; not shown", s->location,
+               vs_node_kind_name(row.kind), rec->name, rec->uuid);
+    if (r == 0) {
+        *id = row.id;
+        r = mark_seen(s, rec->uuid);
+    }
+    return r == -EEXIST ? 0 : r;
+}
+
+/* Mirror images, then the volumes of each image. */
+static int
+mirror_children(struct scan *s, const struct vs_record *domain, int64_t dom_id)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < s->nrecs && r == 0; i++) {
+        const struct vs_record *img = &s->recs[i];
+        int64_t img_id = 0;
+        if (img->kind != VS_REC_IMAGE ||
+            strcmp(img->parent_uuid, domain->uuid) != 0)
+            continue;
+        r = upsert(s, img, dom_id, &img_id);
+        for (size_t j = 0; j < s->nrecs && r == 0 && img_id; j++) {
+            int64_t vol_id;
+            if (s->recs[j].kind == VS_REC_VOLUME &&
+                strcmp(s->recs[j].parent_uuid, img->uuid) == 0)
+                r = upsert(s, &s->recs[j], img_id, &vol_id);
+        }
+    }
+    return r;
+}
+
+static void
+report_orphans(struct scan *s)
+{
+    for (size_t i = 0; i < s->nrecs; i++) {
+        const struct vs_record *rec = &s->recs[i];
+        if ((rec->kind == VS_REC_IMAGE || rec->kind == VS_REC_VOLUME) &&
+            !was_seen(s, rec->uuid))
+            vs_log(LOG_WARNING,
+                   "domain '%s': %s '%s' (%s) has no parent %s; not shown",
+                   s->location, rec->kind == VS_REC_IMAGE ? "image" : "volume",
+                   rec->name, rec->uuid, rec->parent_uuid);
+    }
+}
+
+/* Read one domain's records and mirror them. */
+static int
+scan_domain(struct scan *s, const char *location)
+{
+    struct vs_store *st = NULL;
+    struct vs_meta_area *meta = NULL;
+    const struct vs_record *dom;
+    int64_t dom_id;
+    int r;
+
+    s->location = location;
+    s->nrecs = 0;
+    r = vs_store_open(location, false, &st);
+    if (r == 0)
+        r = vs_meta_area_open(st, false, &meta);
+    if (r == 0)
+        r = vs_meta_area_load(meta, keep_record, report_damage, s);
+    for (size_t i = 0; r == 0 && i < s->nrecs; i++)
+        if (s->recs[i].kind == VS_REC_VOLUME &&
+            (s->recs[i].flags & VS_RECF_REMOVING))
+            finish_removal(st, meta, &s->recs[i]);
+    vs_meta_area_close(meta);
+    if (r < 0) {
+        vs_store_close(st);
+        return vs_log_errno(LOG_ERR, r, "domain '%s': cannot read its "
+                            "metadata: %s", location, strerror(-r));
+    }
+    dom = domain_record(s);
+    if (!dom) {
+        vs_store_close(st);
+        return vs_log_errno(LOG_ERR, EUCLEAN, "domain '%s': no valid domain "
+                            "record; not shown", location);
+    }
+    if (dom->flags & VS_RECF_REMOVING) {
+        r = vs_store_destroy(st);
+        vs_log(LOG_NOTICE, "domain '%s': finished its interrupted removal%s",
+               location, r < 0 ? ": failed" : "");
+        if (r < 0)
+            vs_store_close(st);
+        return 0;
+    }
+    vs_store_close(st);
+    r = upsert(s, dom, 0, &dom_id);
+    if (r == 0)
+        r = mirror_children(s, dom, dom_id);
+    report_orphans(s);
+    return r;
+}
+
+static int
+scan_data_dir(struct scan *s)
+{
+    char *path = NULL;
+    struct dirent *de;
+    DIR *dir;
+    int r = 0;
+
+    if (asprintf(&path, "%s/domains", s->tree->data_dir) < 0)
+        return -ENOMEM;
+    dir = opendir(path);
+    if (!dir) {
+        r = -errno;
+        free(path);
+        return r;
+    }
+    while (r == 0 && (de = readdir(dir))) {
+        char *location = NULL;
+        if (!vs_uuid_valid(de->d_name))
+            continue;
+        if (asprintf(&location, "dir:%s/%s", path, de->d_name) < 0)
+            r = -ENOMEM;
+        else if (scan_domain(s, location) == -ENOMEM)
+            r = -ENOMEM;
+        free(location);
+    }
+    closedir(dir);
+    free(path);
+    return r;
+}
+
+struct stale {
+    struct scan *s;
+    int64_t *ids;
+    size_t n, cap;
+};
+
+static int
+collect_stale(const struct vs_cat_node *row, void *arg)
+{
+    struct stale *st = arg;
+
+    if (was_seen(st->s, row->uuid))
+        return 0;
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 16;
+        int64_t *n = realloc(st->ids, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        st->ids = n;
+        st->cap = cap;
+    }
+    st->ids[st->n++] = row->id;
+    return 0;
+}
+
+/* Delete rows no record backs, children first (foreach gives parents
+ * first, so walk the list backwards). */
+static int
+delete_stale(struct scan *s)
+{
+    struct stale st = {.s = s};
+    int r = vs_catalog_foreach(s->tree->cat, collect_stale, &st);
+
+    while (r == 0 && st.n > 0)
+        r = vs_catalog_delete(s->tree->cat, st.ids[--st.n]);
+    free(st.ids);
+    return r;
+}
+
+static int
+attach_row(const struct vs_cat_node *row, void *arg)
+{
+    struct vs_tree *tree = arg;
+    int r = vs_tree_attach(tree, row);
+
+    if (r < 0)
+        vs_log(LOG_ERR, "%s '%s' (%s): cannot be served: %s",
+               vs_node_kind_name(row->kind), row->name, row->uuid,
+               strerror(-r));
+    return r == -ENOMEM ? r : 0;
+}
+
+int
+vs_tree_rescan(struct vs_tree *tree)
+{
+    struct scan s = {.tree = tree};
+    int r;
+
+    vs_tree_detach_all(tree);
+    r = vs_catalog_begin(tree->cat);
+    if (r < 0)
+        return r;
+    r = scan_data_dir(&s);
+    if (r == 0)
+        r = delete_stale(&s);
+    if (r == 0)
+        r = vs_catalog_commit(tree->cat);
+    else
+        vs_catalog_rollback(tree->cat);
+    free(s.recs);
+    free(s.seen);
+    if (r == 0)
+        r = vs_catalog_foreach(tree->cat, attach_row, tree);
+    return r;
+}

@@ -1,0 +1,686 @@
+/*
+ * The namespace: the root, its domains, their images and volumes, kept in
+ * memory as a tree of nodes indexed by catalog id.
+ *
+ * Every change follows one order so that a crash at any step leaves
+ * something a rescan repairs and never loses data:
+ *   1. the storage (create the object / mark the record REMOVING),
+ *   2. the domain's metadata record (durable, the source of truth),
+ *   3. the host's catalog (a mirror: rescan rebuilds it from step 2),
+ *   4. the in-memory node.
+ * A step that fails undoes the steps before it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "fs.h"
+#include "vs/log.h"
+#include "vs/names.h"
+#include "vs/util.h"
+
+#define DIR_MODE 0755
+#define DATA_MODE 0600
+
+/* ---- the id index ---- */
+
+static size_t
+hash_slot(const struct vs_tree *tree, int64_t id)
+{
+    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 32) &
+           (tree->hash_size - 1);
+}
+
+static int
+hash_grow(struct vs_tree *tree)
+{
+    size_t old_size = tree->hash_size, new_size = old_size ? old_size * 2 : 64;
+    struct vs_node **old = tree->hash;
+    struct vs_node **table = calloc(new_size, sizeof(*table));
+
+    if (!table)
+        return -ENOMEM;
+    tree->hash = table;
+    tree->hash_size = new_size;
+    for (size_t i = 0; i < old_size; i++) {
+        for (struct vs_node *n = old[i], *next; n; n = next) {
+            size_t s = hash_slot(tree, n->cat.id);
+            next = n->hash_next;
+            n->hash_next = table[s];
+            table[s] = n;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int
+hash_insert(struct vs_tree *tree, struct vs_node *node)
+{
+    size_t s;
+
+    if (tree->count + 1 > tree->hash_size && hash_grow(tree) < 0)
+        return -ENOMEM;
+    s = hash_slot(tree, node->cat.id);
+    node->hash_next = tree->hash[s];
+    tree->hash[s] = node;
+    tree->count++;
+    return 0;
+}
+
+static void
+hash_remove(struct vs_tree *tree, struct vs_node *node)
+{
+    struct vs_node **p = &tree->hash[hash_slot(tree, node->cat.id)];
+
+    while (*p && *p != node)
+        p = &(*p)->hash_next;
+    if (*p) {
+        *p = node->hash_next;
+        tree->count--;
+    }
+}
+
+struct vs_node *
+vs_tree_node(struct vs_tree *tree, uint64_t ino)
+{
+    int64_t id;
+
+    if (ino == VS_INO_ROOT)
+        return &tree->root;
+    id = VS_INO_ID(ino);
+    if (id <= 0 || !tree->hash_size)
+        return NULL;
+    for (struct vs_node *n = tree->hash[hash_slot(tree, id)]; n;
+         n = n->hash_next)
+        if (n->cat.id == id)
+            return n;
+    return NULL;
+}
+
+/* ---- nodes ---- */
+
+struct vs_node *
+vs_node_child(struct vs_node *parent, const char *name)
+{
+    for (struct vs_node *c = parent->children; c; c = c->sibling)
+        if (strcmp(c->cat.name, name) == 0)
+            return c;
+    return NULL;
+}
+
+const char *
+vs_node_kind_name(enum vs_node_kind kind)
+{
+    static const char *const names[] = {"root", "domain", "image", "volume"};
+
+    return kind <= VS_NODE_VOLUME ? names[kind] : "?";
+}
+
+const char *
+vs_node_path(const struct vs_node *node, char *buf, size_t len)
+{
+    const struct vs_node *chain[4];
+    int depth = 0;
+    size_t used = 0;
+
+    for (const struct vs_node *n = node; n && n->cat.kind != VS_NODE_ROOT &&
+                                         depth < 4;
+         n = n->parent)
+        chain[depth++] = n;
+    buf[0] = '\0';
+    if (depth == 0)
+        snprintf(buf, len, "/");
+    while (depth-- > 0 && used < len) {
+        int w = snprintf(buf + used, len - used, "%s%s", used ? "/" : "",
+                         chain[depth]->cat.name);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
+
+static void
+link_child(struct vs_node *parent, struct vs_node *child)
+{
+    struct vs_node **p = &parent->children;
+
+    while (*p) /* keep creation order for readdir */
+        p = &(*p)->sibling;
+    *p = child;
+    child->parent = parent;
+    parent->nchildren++;
+}
+
+static void
+unlink_child(struct vs_node *child)
+{
+    struct vs_node **p = &child->parent->children;
+
+    while (*p && *p != child)
+        p = &(*p)->sibling;
+    if (*p) {
+        *p = child->sibling;
+        child->parent->nchildren--;
+    }
+}
+
+static void
+domain_close(struct vs_domain *dom)
+{
+    if (!dom)
+        return;
+    vs_meta_area_close(dom->meta);
+    vs_store_close(dom->store);
+    free(dom);
+}
+
+static void
+node_free(struct vs_node *node)
+{
+    if (node->cat.kind == VS_NODE_DOMAIN)
+        domain_close(node->domain);
+    vs_volume_unref(node->vol);
+    free(node);
+}
+
+/* Remove NODE (a leaf) from the tree and free it. */
+static void
+node_detach(struct vs_tree *tree, struct vs_node *node)
+{
+    unlink_child(node);
+    hash_remove(tree, node);
+    node_free(node);
+}
+
+int
+vs_tree_open_domain(struct vs_node *node)
+{
+    struct vs_domain *dom = calloc(1, sizeof(*dom));
+    int r;
+
+    if (!dom)
+        return -ENOMEM;
+    r = vs_store_open(node->cat.location, false, &dom->store);
+    if (r == 0)
+        r = vs_meta_area_open(dom->store, false, &dom->meta);
+    if (r < 0) {
+        domain_close(dom);
+        return r;
+    }
+    node->domain = dom;
+    return 0;
+}
+
+static struct vs_node *
+node_new(const struct vs_cat_node *row)
+{
+    struct vs_node *node = calloc(1, sizeof(*node));
+
+    if (node)
+        node->cat = *row;
+    return node;
+}
+
+/* Link NODE under PARENT and index it; set its volume state. */
+static int
+node_insert(struct vs_tree *tree, struct vs_node *parent, struct vs_node *node)
+{
+    char label[3 * VS_NAME_MAX + 8];
+
+    if (node->cat.kind != VS_NODE_DOMAIN)
+        node->domain = parent->domain;
+    link_child(parent, node);
+    if (node->cat.kind == VS_NODE_VOLUME) {
+        node->vol = vs_volume_new(vs_node_path(node, label, sizeof(label)));
+        if (!node->vol) {
+            unlink_child(node);
+            return -ENOMEM;
+        }
+    }
+    if (hash_insert(tree, node) < 0) {
+        unlink_child(node);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int
+vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row)
+{
+    struct vs_node *parent, *node;
+    int r;
+
+    parent = row->kind == VS_NODE_DOMAIN
+                 ? &tree->root
+                 : vs_tree_node(tree, VS_INO(row->parent_id, VS_PART_DIR));
+    if (!parent)
+        return -ENOENT;
+    node = node_new(row);
+    if (!node)
+        return -ENOMEM;
+    if (row->kind == VS_NODE_DOMAIN && (r = vs_tree_open_domain(node)) < 0) {
+        free(node);
+        return r;
+    }
+    r = node_insert(tree, parent, node);
+    if (r < 0)
+        node_free(node);
+    return r;
+}
+
+static void
+detach_subtree(struct vs_tree *tree, struct vs_node *node)
+{
+    while (node->children)
+        detach_subtree(tree, node->children);
+    if (node != &tree->root)
+        node_detach(tree, node);
+}
+
+void
+vs_tree_detach_all(struct vs_tree *tree)
+{
+    detach_subtree(tree, &tree->root);
+}
+
+int
+vs_node_bdev(struct vs_node *node, struct vs_bdev **out)
+{
+    return vs_volume_bdev(node->vol, node->domain->store, node->cat.object,
+                          node->cat.format, out);
+}
+
+/* ---- opening ---- */
+
+void
+vs_tree_rdlock(struct vs_tree *tree)
+{
+    pthread_rwlock_rdlock(&tree->lock);
+}
+
+void
+vs_tree_wrlock(struct vs_tree *tree)
+{
+    pthread_rwlock_wrlock(&tree->lock);
+}
+
+void
+vs_tree_unlock(struct vs_tree *tree)
+{
+    pthread_rwlock_unlock(&tree->lock);
+}
+
+static int
+make_dir(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* The host's identity, made on first start and kept in the catalog. */
+static int
+load_host_identity(struct vs_tree *tree)
+{
+    char buf[32];
+    int r;
+
+    r = vs_catalog_get_setting(tree->cat, "host_uuid", tree->host_uuid,
+                               sizeof(tree->host_uuid));
+    if (r == -ENOENT) {
+        vs_uuid_generate(tree->host_uuid);
+        snprintf(buf, sizeof(buf), "%lld", (long long)time(NULL));
+        r = vs_catalog_set_setting(tree->cat, "host_uuid", tree->host_uuid);
+        if (r == 0)
+            r = vs_catalog_set_setting(tree->cat, "created", buf);
+    }
+    if (r < 0)
+        return r;
+    if (vs_catalog_get_setting(tree->cat, "created", buf, sizeof(buf)) == 0)
+        tree->created = strtoll(buf, NULL, 10);
+    return 0;
+}
+
+int
+vs_tree_open(const char *data_dir, const char *catalog_path,
+             struct vs_tree **out)
+{
+    struct vs_tree *tree = calloc(1, sizeof(*tree));
+    char *domains = NULL;
+    int r;
+
+    if (!tree || !(tree->data_dir = strdup(data_dir)) ||
+        asprintf(&domains, "%s/domains", data_dir) < 0) {
+        free(tree ? tree->data_dir : NULL);
+        free(tree);
+        return -ENOMEM;
+    }
+    pthread_rwlock_init(&tree->lock, NULL);
+    tree->root.cat.kind = VS_NODE_ROOT;
+    tree->root.cat.mode = DIR_MODE;
+    r = make_dir(data_dir);
+    if (r == 0)
+        r = make_dir(domains);
+    free(domains);
+    if (r == 0)
+        r = vs_catalog_open(catalog_path, &tree->cat);
+    if (r == 0)
+        r = load_host_identity(tree);
+    if (r == 0)
+        r = vs_tree_rescan(tree);
+    if (r < 0) {
+        vs_tree_close(tree);
+        return r;
+    }
+    snprintf(tree->root.cat.uuid, sizeof(tree->root.cat.uuid), "%s",
+             tree->host_uuid);
+    tree->root.cat.created = tree->created;
+    *out = tree;
+    return 0;
+}
+
+void
+vs_tree_close(struct vs_tree *tree)
+{
+    if (!tree)
+        return;
+    vs_tree_detach_all(tree);
+    vs_catalog_close(tree->cat);
+    pthread_rwlock_destroy(&tree->lock);
+    free(tree->hash);
+    free(tree->data_dir);
+    free(tree);
+}
+
+/* ---- creating ---- */
+
+static void
+record_from_row(const struct vs_node *parent, const struct vs_cat_node *row,
+                struct vs_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->kind = (enum vs_record_kind)row->kind;
+    rec->slot = row->slot;
+    rec->generation = row->generation;
+    rec->created = row->created;
+    rec->flags = row->flags;
+    memcpy(rec->uuid, row->uuid, sizeof(rec->uuid));
+    memcpy(rec->name, row->name, sizeof(rec->name));
+    memcpy(rec->format, row->format, sizeof(rec->format));
+    memcpy(rec->object, row->object, sizeof(rec->object));
+    if (parent && parent->cat.kind != VS_NODE_ROOT)
+        memcpy(rec->parent_uuid, parent->cat.uuid, sizeof(rec->parent_uuid));
+}
+
+static void
+row_init(struct vs_cat_node *row, enum vs_node_kind kind, int64_t parent_id,
+         const char *name)
+{
+    memset(row, 0, sizeof(*row));
+    row->kind = kind;
+    row->parent_id = parent_id;
+    row->created = time(NULL);
+    row->mode = kind == VS_NODE_VOLUME ? DATA_MODE : DIR_MODE;
+    snprintf(row->name, sizeof(row->name), "%s", name);
+    vs_uuid_generate(row->uuid);
+}
+
+/* Steps 2-4 for a new node whose storage exists: record, catalog, memory.
+ * On failure the record is released again. */
+static int
+publish_node(struct vs_tree *tree, struct vs_node *parent,
+             struct vs_domain *dom, struct vs_cat_node *row,
+             struct vs_node **out)
+{
+    struct vs_record rec;
+    struct vs_node *node;
+    int r;
+
+    record_from_row(parent, row, &rec);
+    r = vs_meta_area_write(dom->meta, &rec);
+    if (r < 0)
+        return r;
+    row->slot = rec.slot;
+    row->generation = rec.generation;
+    r = vs_catalog_insert(tree->cat, row);
+    if (r == 0 && !(node = node_new(row)))
+        r = -ENOMEM;
+    if (r == 0) {
+        node->domain = dom;
+        r = node_insert(tree, parent, node);
+        if (r < 0) {
+            free(node);
+            vs_catalog_delete(tree->cat, row->id);
+        }
+    }
+    if (r < 0 && row->kind != VS_NODE_DOMAIN)
+        vs_meta_area_free(dom->meta, rec.slot);
+    if (r == 0)
+        *out = node;
+    return r;
+}
+
+static int
+make_domain(struct vs_tree *tree, struct vs_cat_node *row,
+            struct vs_node **out)
+{
+    struct vs_domain *dom = calloc(1, sizeof(*dom));
+    int r;
+
+    if (!dom)
+        return -ENOMEM;
+    snprintf(row->location, sizeof(row->location), "dir:%s/domains/%s",
+             tree->data_dir, row->uuid);
+    r = vs_store_open(row->location, true, &dom->store);
+    if (r < 0) {
+        free(dom);
+        return r;
+    }
+    r = vs_meta_area_open(dom->store, true, &dom->meta);
+    if (r == 0)
+        r = publish_node(tree, &tree->root, dom, row, out);
+    if (r < 0) {
+        vs_meta_area_close(dom->meta);
+        if (vs_store_destroy(dom->store) < 0)
+            vs_store_close(dom->store);
+        free(dom);
+    }
+    return r;
+}
+
+/* Lay out an empty raw image on a new object. */
+static int
+create_volume_object(struct vs_store *st, const char *object,
+                     const char *label)
+{
+    struct vs_bdev *file;
+    int r = vs_object_create(st, object, 0);
+
+    if (r < 0)
+        return r;
+    r = vs_object_open(st, object, 0, label, &file);
+    if (r == 0) {
+        r = vs_format_create("raw", file, 0, NULL);
+        if (r == 0)
+            r = vs_bdev_flush(file);
+        vs_bdev_close(file);
+    }
+    if (r < 0)
+        vs_object_remove(st, object);
+    return r;
+}
+
+static int
+make_volume(struct vs_tree *tree, struct vs_node *image,
+            struct vs_cat_node *row, struct vs_node **out)
+{
+    struct vs_domain *dom = image->domain;
+    int r;
+
+    snprintf(row->format, sizeof(row->format), "raw");
+    snprintf(row->object, sizeof(row->object), "%s", row->uuid);
+    r = create_volume_object(dom->store, row->object, row->name);
+    if (r < 0)
+        return r;
+    r = publish_node(tree, image, dom, row, out);
+    if (r < 0)
+        vs_object_remove(dom->store, row->object);
+    return r;
+}
+
+int
+vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent, const char *name,
+              mode_t mode, uid_t uid, gid_t gid, struct vs_node **out)
+{
+    struct vs_cat_node row;
+    enum vs_node_kind kind;
+    int r;
+
+    (void)mode;
+    if (parent->cat.kind == VS_NODE_VOLUME)
+        return -EPERM;
+    r = vs_name_check(name);
+    if (r < 0)
+        return r;
+    if (vs_node_child(parent, name))
+        return -EEXIST;
+    kind = (enum vs_node_kind)(parent->cat.kind + 1);
+    row_init(&row, kind, parent->cat.id, name);
+    row.uid = uid;
+    row.gid = gid;
+    if (kind == VS_NODE_DOMAIN)
+        return make_domain(tree, &row, out);
+    if (kind == VS_NODE_IMAGE)
+        return publish_node(tree, parent, parent->domain, &row, out);
+    return make_volume(tree, parent, &row, out);
+}
+
+/* ---- removing ---- */
+
+/* Write the node's record again with FLAGS added. */
+static int
+mark_record(struct vs_node *node, uint32_t flags)
+{
+    struct vs_record rec;
+
+    record_from_row(node->parent, &node->cat, &rec);
+    rec.flags |= flags;
+    return vs_meta_area_write(node->domain->meta, &rec);
+}
+
+static int
+remove_domain(struct vs_tree *tree, struct vs_node *node)
+{
+    struct vs_domain *dom = node->domain;
+    int r = mark_record(node, VS_RECF_REMOVING);
+
+    if (r < 0)
+        return r;
+    vs_meta_area_close(dom->meta);
+    dom->meta = NULL;
+    r = vs_store_destroy(dom->store);
+    if (r < 0) {
+        /* keep serving it; the REMOVING mark makes a rescan finish */
+        vs_meta_area_open(dom->store, false, &dom->meta);
+        return r;
+    }
+    dom->store = NULL;
+    vs_catalog_delete(tree->cat, node->cat.id);
+    node_detach(tree, node);
+    return 0;
+}
+
+static int
+remove_volume(struct vs_tree *tree, struct vs_node *node)
+{
+    struct vs_domain *dom = node->domain;
+    int r = mark_record(node, VS_RECF_REMOVING);
+
+    if (r < 0)
+        return r;
+    r = vs_object_remove(dom->store, node->cat.object);
+    if (r < 0 && r != -ENOENT)
+        return r; /* the REMOVING mark makes a rescan finish */
+    r = vs_meta_area_free(dom->meta, node->cat.slot);
+    if (r < 0)
+        return r;
+    vs_catalog_delete(tree->cat, node->cat.id);
+    node_detach(tree, node);
+    return 0;
+}
+
+int
+vs_tree_rmdir(struct vs_tree *tree, struct vs_node *node)
+{
+    int r;
+
+    if (node->nchildren > 0)
+        return -ENOTEMPTY;
+    switch (node->cat.kind) {
+    case VS_NODE_DOMAIN:
+        return remove_domain(tree, node);
+    case VS_NODE_VOLUME:
+        return remove_volume(tree, node);
+    case VS_NODE_IMAGE:
+        r = vs_meta_area_free(node->domain->meta, node->cat.slot);
+        if (r < 0)
+            return r;
+        vs_catalog_delete(tree->cat, node->cat.id);
+        node_detach(tree, node);
+        return 0;
+    default:
+        return -EPERM;
+    }
+}
+
+/* ---- renaming and ownership ---- */
+
+int
+vs_tree_rename(struct vs_tree *tree, struct vs_node *node, const char *newname)
+{
+    struct vs_cat_node row = node->cat;
+    struct vs_record rec;
+    int r = vs_name_check(newname);
+
+    if (r < 0)
+        return r;
+    if (vs_node_child(node->parent, newname))
+        return -EEXIST;
+    snprintf(row.name, sizeof(row.name), "%s", newname);
+    record_from_row(node->parent, &row, &rec);
+    r = vs_meta_area_write(node->domain->meta, &rec);
+    if (r < 0)
+        return r;
+    row.generation = rec.generation;
+    r = vs_catalog_update(tree->cat, &row);
+    if (r < 0) {
+        /* put the record back so the catalog and the domain agree */
+        record_from_row(node->parent, &node->cat, &rec);
+        rec.generation = row.generation;
+        vs_meta_area_write(node->domain->meta, &rec);
+        return r;
+    }
+    node->cat = row;
+    return 0;
+}
+
+int
+vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
+                  const mode_t *mode, const uid_t *uid, const gid_t *gid)
+{
+    struct vs_cat_node row = node->cat;
+    int r;
+
+    if (mode)
+        row.mode = *mode & 07777;
+    if (uid)
+        row.uid = *uid;
+    if (gid)
+        row.gid = *gid;
+    r = vs_catalog_update(tree->cat, &row);
+    if (r == 0)
+        node->cat = row;
+    return r;
+}

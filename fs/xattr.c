@@ -1,0 +1,385 @@
+/*
+ * The user.vstor.* extended attributes: read-only ones describe a node
+ * (uuid, kind, size, allocation, format, backend, object, creation time,
+ * capabilities); writable ones are commands (rescan on the root, shrink-to
+ * on a volume).  Nothing else is stored: other names are refused.
+ *
+ * Each readable attribute is one row of a table with a function that
+ * formats its value; listxattr lists the rows that apply to the node.
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "fs.h"
+#include "vs/log.h"
+#include "vs/util.h"
+#include "vs/xattr.h"
+
+struct fuse_session *vs_session;
+
+struct xctx {
+    struct vs_node *node;
+    enum vs_part part;
+};
+
+static bool
+is_volume(const struct xctx *x)
+{
+    return x->node->cat.kind == VS_NODE_VOLUME;
+}
+
+static struct vs_node *
+domain_of(struct vs_node *node)
+{
+    while (node && node->cat.kind > VS_NODE_DOMAIN)
+        node = node->parent;
+    return node;
+}
+
+static int
+space_of(const struct xctx *x, struct vs_space *sp)
+{
+    struct statvfs sv;
+
+    if (x->node->domain)
+        return vs_store_space(x->node->domain->store, sp);
+    if (statvfs(vs_fs.tree->data_dir, &sv) < 0)
+        return -errno;
+    sp->capacity = (uint64_t)sv.f_blocks * sv.f_frsize;
+    sp->free = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return 0;
+}
+
+/* Virtual size (ALLOC false) or allocation (true) of a volume. */
+static int64_t
+volume_bytes(struct vs_node *node, bool alloc)
+{
+    struct vs_bdev *bs;
+    int r = vs_node_bdev(node, &bs);
+
+    if (r < 0)
+        return r;
+    return alloc ? vs_bdev_allocated(bs)
+                 : (int64_t)atomic_load(&node->vol->size);
+}
+
+static int64_t
+node_bytes(const struct xctx *x, bool alloc)
+{
+    struct vs_space sp;
+    int64_t sum = 0;
+    int r;
+
+    if (is_volume(x))
+        return volume_bytes(x->node, alloc);
+    if (x->node->cat.kind == VS_NODE_IMAGE) {
+        for (struct vs_node *c = x->node->children; c; c = c->sibling) {
+            int64_t v = volume_bytes(c, alloc);
+            if (v < 0)
+                return v;
+            sum += v;
+        }
+        return sum;
+    }
+    r = space_of(x, &sp);
+    if (r < 0)
+        return r;
+    return (int64_t)(alloc ? sp.capacity - sp.free : sp.capacity);
+}
+
+static int
+get_uuid(const struct xctx *x, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s", x->node->cat.uuid);
+}
+
+static int
+get_kind(const struct xctx *x, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s",
+                    x->part == VS_PART_FILE
+                        ? "data"
+                        : vs_node_kind_name(x->node->cat.kind));
+}
+
+static int
+get_bytes(const struct xctx *x, char *buf, size_t len, bool alloc)
+{
+    int64_t v = node_bytes(x, alloc);
+
+    return v < 0 ? (int)v : snprintf(buf, len, "%" PRId64, v);
+}
+
+static int
+get_size(const struct xctx *x, char *buf, size_t len)
+{
+    return get_bytes(x, buf, len, false);
+}
+
+static int
+get_allocated(const struct xctx *x, char *buf, size_t len)
+{
+    return get_bytes(x, buf, len, true);
+}
+
+static int
+get_format(const struct xctx *x, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s", is_volume(x) ? x->node->cat.format : "-");
+}
+
+static int
+get_backend(const struct xctx *x, char *buf, size_t len)
+{
+    struct vs_node *dom = domain_of(x->node);
+
+    if (!dom || dom->cat.kind != VS_NODE_DOMAIN)
+        return snprintf(buf, len, "dir:%s", vs_fs.tree->data_dir);
+    return snprintf(buf, len, "%s", dom->cat.location);
+}
+
+static int
+get_object(const struct xctx *x, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s", x->node->cat.object);
+}
+
+static int
+get_created(const struct xctx *x, char *buf, size_t len)
+{
+    vs_time_iso8601(x->node->cat.created, buf, len);
+    return (int)strlen(buf);
+}
+
+static int
+get_caps(const struct xctx *x, char *buf, size_t len)
+{
+    static const char *const names[] = {"unmap", "write_zeroes",
+                                        "alloc_status", "direct", "clone",
+                                        "copy", "snapshot"};
+    struct vs_caps caps = {0};
+    bool bits[7];
+    size_t used = 0;
+
+    if (x->node->domain)
+        caps = x->node->domain->store->caps;
+    bits[0] = caps.unmap, bits[1] = caps.write_zeroes;
+    bits[2] = caps.alloc_status, bits[3] = caps.direct;
+    bits[4] = caps.clone, bits[5] = caps.copy, bits[6] = caps.snapshot;
+    buf[0] = '\0';
+    for (int i = 0; i < 7; i++)
+        if (bits[i] && used < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s",
+                                     used ? "," : "", names[i]);
+    return (int)strlen(buf);
+}
+
+static const struct xattr_row {
+    const char *name;
+    int (*get)(const struct xctx *x, char *buf, size_t len);
+    bool volume_only;
+} rows[] = {
+    {VS_XATTR_UUID, get_uuid, false},
+    {VS_XATTR_KIND, get_kind, false},
+    {VS_XATTR_SIZE, get_size, false},
+    {VS_XATTR_ALLOCATED, get_allocated, false},
+    {VS_XATTR_FORMAT, get_format, false},
+    {VS_XATTR_BACKEND, get_backend, false},
+    {VS_XATTR_OBJECT, get_object, true},
+    {VS_XATTR_CREATED, get_created, false},
+    {VS_XATTR_CAPS, get_caps, false},
+};
+
+static const struct xattr_row *
+find_row(const struct xctx *x, const char *name)
+{
+    for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++)
+        if (strcmp(rows[i].name, name) == 0 &&
+            (!rows[i].volume_only || is_volume(x)))
+            return &rows[i];
+    return NULL;
+}
+
+static void
+reply_value(fuse_req_t req, const char *value, size_t len, size_t size)
+{
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value, len);
+}
+
+static void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct xctx x = {.part = VS_INO_PART(ino)};
+    const struct xattr_row *row = NULL;
+    char value[VS_LOCATION_MAX + 64];
+    int n = -ENODATA;
+
+    vs_tree_rdlock(vs_fs.tree);
+    x.node = vs_tree_node(vs_fs.tree, ino);
+    if (!x.node)
+        n = -ENOENT;
+    else if ((row = find_row(&x, name)))
+        n = row->get(&x, value, sizeof(value));
+    vs_tree_unlock(vs_fs.tree);
+    if (n < 0)
+        fuse_reply_err(req, -n);
+    else
+        reply_value(req, value, (size_t)n, size);
+}
+
+static void
+op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct xctx x = {.part = VS_INO_PART(ino)};
+    char list[512];
+    size_t used = 0;
+
+    vs_tree_rdlock(vs_fs.tree);
+    x.node = vs_tree_node(vs_fs.tree, ino);
+    for (size_t i = 0; x.node && i < sizeof(rows) / sizeof(*rows); i++) {
+        if (rows[i].volume_only && !is_volume(&x))
+            continue;
+        memcpy(list + used, rows[i].name, strlen(rows[i].name) + 1);
+        used += strlen(rows[i].name) + 1;
+    }
+    vs_tree_unlock(vs_fs.tree);
+    if (!x.node)
+        fuse_reply_err(req, ENOENT);
+    else
+        reply_value(req, list, used, size);
+}
+
+/* Parse a whole decimal byte count: 0 or -EINVAL. */
+static int
+parse_bytes(const char *value, size_t size, uint64_t *out)
+{
+    char text[32], *end;
+
+    if (size == 0 || size >= sizeof(text))
+        return -EINVAL;
+    memcpy(text, value, size);
+    text[size] = '\0';
+    if (text[size - 1] == '\n')
+        text[size - 1] = '\0';
+    if (text[0] < '0' || text[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    *out = strtoull(text, &end, 10);
+    return errno || *end ? -EINVAL : 0;
+}
+
+static int
+do_shrink(struct vs_node *node, const char *value, size_t size)
+{
+    struct vs_bdev *bs;
+    uint64_t bytes;
+    int r = parse_bytes(value, size, &bytes);
+
+    if (r == 0)
+        r = vs_node_bdev(node, &bs);
+    if (r == 0)
+        r = vs_volume_shrink(node->vol, bytes);
+    if (r == 0)
+        vs_log(LOG_NOTICE, "volume '%s' shrunk to %llu bytes",
+               node->vol->label, (unsigned long long)bytes);
+    return r;
+}
+
+static int
+do_rescan(const char *value, size_t size)
+{
+    int r;
+
+    if (size < 1 || value[0] != '1' || (size > 1 && value[1] != '\n'))
+        return -EINVAL;
+    vs_tree_wrlock(vs_fs.tree);
+    r = vs_tree_rescan(vs_fs.tree);
+    vs_tree_unlock(vs_fs.tree);
+    vs_log(LOG_NOTICE, "rescan %s", r < 0 ? "failed" : "done");
+    return r;
+}
+
+/* Run a writable attribute; returns 0 or -errno and WHY for the log. */
+static int
+set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
+           const char **why)
+{
+    struct xctx x = {.part = VS_INO_PART(ino)};
+    int r;
+
+    if (strcmp(name, VS_XATTR_RESCAN) == 0) {
+        *why = "only the mount root rescans; its value is 1";
+        return ino == VS_INO_ROOT ? do_rescan(value, size) : -EPERM;
+    }
+    *why = "only a volume shrinks; the value is a byte count no larger than "
+           "its size, and nobody may have it open";
+    vs_tree_rdlock(vs_fs.tree);
+    x.node = vs_tree_node(vs_fs.tree, ino);
+    r = !x.node ? -ENOENT : !is_volume(&x) ? -EPERM
+                                           : do_shrink(x.node, value, size);
+    vs_tree_unlock(vs_fs.tree);
+    if (r == 0 && vs_session)
+        fuse_lowlevel_notify_inval_inode(vs_session,
+                                         VS_INO(VS_INO_ID(ino), VS_PART_FILE),
+                                         0, 0);
+    return r;
+}
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+            const char *value, size_t size, int flags)
+{
+    struct xctx x = {.part = VS_INO_PART(ino)};
+    const char *why = "";
+    int r;
+
+    (void)flags;
+    vs_tree_rdlock(vs_fs.tree);
+    x.node = vs_tree_node(vs_fs.tree, ino);
+    r = !x.node ? -ENOENT : 0;
+    if (r == 0 && strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)))
+        r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
+    else if (r == 0 && find_row(&x, name))
+        r = -EPERM, why = "the attribute is read-only";
+    vs_tree_unlock(vs_fs.tree);
+    if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
+        strcmp(name, VS_XATTR_SHRINK))
+        r = -ENODATA, why = "no such attribute";
+    else if (r == 0)
+        r = set_action(ino, name, value, size, &why);
+    if (r < 0 && r != -ENOENT)
+        vs_log(LOG_NOTICE, "refused setxattr '%s' on inode %llu: %s (%s)",
+               name, (unsigned long long)ino, why, strerrorname_np(-r));
+    fuse_reply_err(req, -r);
+}
+
+static void
+op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    bool ours = strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)) == 0;
+
+    if (ours)
+        vs_log(LOG_NOTICE, "refused removexattr '%s' on inode %llu: vstor "
+               "attributes cannot be removed (EPERM)", name,
+               (unsigned long long)ino);
+    fuse_reply_err(req, ours ? EPERM : ENODATA);
+}
+
+void
+vs_xattr_ops_init(struct fuse_lowlevel_ops *ops)
+{
+    ops->getxattr = op_getxattr;
+    ops->listxattr = op_listxattr;
+    ops->setxattr = op_setxattr;
+    ops->removexattr = op_removexattr;
+}
