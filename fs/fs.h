@@ -64,7 +64,8 @@ enum vs_part {
 #define VS_INO_ROOT 1
 #define VS_INO(id, part) (((uint64_t)(id) << 2) | (uint64_t)(part))
 #define VS_INO_ID(ino) ((int64_t)((ino) >> 2))
-#define VS_INO_PART(ino) ((enum vs_part)((ino)&3))
+#define VS_INO_PART(ino)                                                       \
+    ((enum vs_part)((ino) == VS_INO_ROOT ? VS_PART_DIR : (ino)&3))
 
 /* ---- volumes (volume.c) ---- */
 

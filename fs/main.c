@@ -37,6 +37,7 @@ op_init(void *userdata, struct fuse_conn_info *conn)
     const struct vs_config *cfg = userdata;
 
     conn->max_write = cfg->max_write;
+    conn->max_read = cfg->max_write; /* must match the max_read mount option */
     conn->max_background = cfg->max_background;
     conn->congestion_threshold = cfg->max_background * 3 / 4;
     conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC |
