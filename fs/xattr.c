@@ -224,6 +224,8 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     char value[VS_LOCATION_MAX + 64];
     int n = -ENODATA;
 
+    vs_log_debug(VS_LOG_CAT_FUSE, "getxattr inode %llu '%s'",
+                 (unsigned long long)ino, name);
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     if (!x.node)
@@ -340,6 +342,7 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
             const char *value, size_t size, int flags)
 {
     struct xctx x = {.part = VS_INO_PART(ino)};
+    char path[3 * VS_NAME_MAX + 8] = "?";
     const char *why = "";
     int r;
 
@@ -347,6 +350,8 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     r = !x.node ? -ENOENT : 0;
+    if (x.node)
+        vs_node_path(x.node, path, sizeof(path));
     if (r == 0 && strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)))
         r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
     else if (r == 0 && find_row(&x, name))
@@ -358,8 +363,9 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     else if (r == 0)
         r = set_action(ino, name, value, size, &why);
     if (r < 0 && r != -ENOENT)
-        vs_log(LOG_NOTICE, "refused setxattr '%s' on inode %llu: %s (%s)",
-               name, (unsigned long long)ino, why, strerrorname_np(-r));
+        vs_log(LOG_NOTICE, "refused setxattr '%s' on '%s%s': %s (%s)", name,
+               path, x.part == VS_PART_FILE ? "/data" : "", why,
+               strerrorname_np(-r));
     fuse_reply_err(req, -r);
 }
 
@@ -367,11 +373,17 @@ static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     bool ours = strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)) == 0;
+    char path[3 * VS_NAME_MAX + 8] = "?";
+    struct vs_node *node;
 
+    vs_tree_rdlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    if (node)
+        vs_node_path(node, path, sizeof(path));
+    vs_tree_unlock(vs_fs.tree);
     if (ours)
-        vs_log(LOG_NOTICE, "refused removexattr '%s' on inode %llu: vstor "
-               "attributes cannot be removed (EPERM)", name,
-               (unsigned long long)ino);
+        vs_log(LOG_NOTICE, "refused removexattr '%s' on '%s': vstor "
+               "attributes cannot be removed (EPERM)", name, path);
     fuse_reply_err(req, ours ? EPERM : ENODATA);
 }
 
