@@ -98,8 +98,10 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (r == 0 && writable && vs_fs.cfg->read_only)
         r = -EROFS;
     if (r == 0 && (r = vs_volume_open(h->vol, fi->flags & O_TRUNC)) == -EBUSY)
-        vs_log(LOG_NOTICE, "refused open O_TRUNC '%s/data': somebody else "
-               "has it open (EBUSY)", h->vol->label);
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)",
+               h->vol->label);
     if (r < 0) {
         if (h)
             vs_volume_unref(h->vol);
@@ -217,13 +219,13 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int
 do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
 {
-    const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
-                      FALLOC_FL_ZERO_RANGE;
+    const int known =
+        FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
     uint64_t end = off + len, size;
     int r = 0;
 
-    if ((mode & ~known) || ((mode & FALLOC_FL_PUNCH_HOLE) &&
-                            !(mode & FALLOC_FL_KEEP_SIZE)))
+    if ((mode & ~known) ||
+        ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)))
         return -EOPNOTSUPP;
     if (!(mode & FALLOC_FL_KEEP_SIZE))
         r = vs_volume_grow(h->vol, end);
@@ -242,8 +244,8 @@ do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
 }
 
 static void
-op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
-             off_t length, struct fuse_file_info *fi)
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
+             struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
     int r;

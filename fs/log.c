@@ -21,7 +21,7 @@ static const struct {
     const char *name;
     int level;
 } level_names[] = {
-    {"err", LOG_ERR},   {"error", LOG_ERR},       {"warning", LOG_WARNING},
+    {"err", LOG_ERR},      {"error", LOG_ERR},     {"warning", LOG_WARNING},
     {"warn", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO},
     {"debug", LOG_DEBUG},
 };
@@ -104,7 +104,7 @@ vs_log_cat_enabled(enum vs_log_cat cat)
 static void
 log_emit(int level, const char *fmt, va_list ap)
 {
-    static const char *const prefix[] = {"emerg", "alert", "crit", "error",
+    static const char *const prefix[] = {"emerg",   "alert",  "crit", "error",
                                          "warning", "notice", "info", "debug"};
     char msg[1024];
 

@@ -40,12 +40,12 @@ op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_read = cfg->max_write; /* must match the max_read mount option */
     conn->max_background = cfg->max_background;
     conn->congestion_threshold = cfg->max_background * 3 / 4;
-    conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC |
-                                   FUSE_CAP_ASYNC_DIO |
-                                   FUSE_CAP_PARALLEL_DIROPS);
+    conn->want |=
+        conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_ASYNC_DIO |
+                         FUSE_CAP_PARALLEL_DIROPS);
     /* read/write carry the bytes in memory; no splice */
-    conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
-                    FUSE_CAP_SPLICE_MOVE);
+    conn->want &=
+        ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
     /* no remote locks: the kernel keeps POSIX, OFD and flock locks local,
      * which is what protects a volume from a second QEMU on this host */
     conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -106,8 +106,8 @@ daemonize(const struct vs_config *cfg)
     vs_log_use_syslog(true);
     r = vs_tree_open(cfg->data_dir, cfg->catalog_path, &vs_fs.tree);
     if (r < 0)
-        vs_log(LOG_ERR, "cannot reopen data directory '%s': %s",
-               cfg->data_dir, strerror(-r));
+        vs_log(LOG_ERR, "cannot reopen data directory '%s': %s", cfg->data_dir,
+               strerror(-r));
     return r;
 }
 
@@ -130,8 +130,7 @@ serve(struct vs_config *cfg, const char *prog)
     if (r == 0 && fuse_set_signal_handlers(se) != 0)
         r = -EIO;
     if (r == 0 && fuse_session_mount(se, cfg->mountpoint) != 0)
-        r = vs_log_errno(LOG_ERR, EIO, "cannot mount on '%s'",
-                         cfg->mountpoint);
+        r = vs_log_errno(LOG_ERR, EIO, "cannot mount on '%s'", cfg->mountpoint);
     if (r == 0) {
         vs_session = se;
         vs_log(LOG_NOTICE, "serving '%s' on '%s'", cfg->data_dir,

@@ -54,9 +54,8 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     st->st_blksize = 4096;
     if (part == VS_PART_DIR) {
         st->st_mode = S_IFDIR | 0755;
-        st->st_nlink = 2 + (node->cat.kind == VS_NODE_VOLUME
-                                ? 0
-                                : node->nchildren);
+        st->st_nlink =
+            2 + (node->cat.kind == VS_NODE_VOLUME ? 0 : node->nchildren);
         st->st_size = 4096;
         return;
     }
@@ -184,8 +183,8 @@ static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
            struct fuse_file_info *fi)
 {
-    const int owner = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
-                      FUSE_SET_ATTR_GID;
+    const int owner =
+        FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID;
     struct vs_node *node;
     int r = 0;
 
@@ -273,9 +272,9 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     for (size_t i = (size_t)off; i < snap->n; i++) {
-        size_t need = fuse_add_direntry(req, buf + used, size - used,
-                                        snap->e[i].name, &snap->e[i].st,
-                                        (off_t)i + 1);
+        size_t need =
+            fuse_add_direntry(req, buf + used, size - used, snap->e[i].name,
+                              &snap->e[i].st, (off_t)i + 1);
         if (need > size - used)
             break;
         used += need;
@@ -324,11 +323,10 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
         fuse_reply_err(req, err);
     } else {
         refuse(req, r, "mkdir", dir, name, "%s",
-               r == -EPERM        ? "a volume holds only its data"
-               : r == -EEXIST     ? "the name is taken"
-               : r == -EINVAL ||
-                       r == -ENAMETOOLONG ? vs_name_reason(name)
-                                          : strerror(-r));
+               r == -EPERM    ? "a volume holds only its data"
+               : r == -EEXIST ? "the name is taken"
+               : r == -EINVAL || r == -ENAMETOOLONG ? vs_name_reason(name)
+                                                    : strerror(-r));
     }
     vs_tree_unlock(vs_fs.tree);
 }
@@ -368,12 +366,14 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (!dir || (!node && strcmp(name, VS_PART_DATA) != 0))
         fuse_reply_err(req, dir ? ENOENT : err);
     else if (!node)
-        refuse(req, EPERM, "rename", dir, name, "a volume's data keeps its "
+        refuse(req, EPERM, "rename", dir, name,
+               "a volume's data keeps its "
                "name");
     else if (flags & RENAME_EXCHANGE)
         refuse(req, EINVAL, "rename", dir, name, "exchange is not supported");
     else if (newparent != parent)
-        refuse(req, EXDEV, "rename", dir, name, "moves only within the "
+        refuse(req, EXDEV, "rename", dir, name,
+               "moves only within the "
                "same parent");
     else if (strcmp(name, newname) == 0)
         fuse_reply_err(req, 0);
@@ -381,7 +381,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, 0);
     else
         refuse(req, r, "rename", dir, name, "to '%s': %s", newname,
-               r == -EEXIST ? "the new name is taken"
+               r == -EEXIST                         ? "the new name is taken"
                : r == -EINVAL || r == -ENAMETOOLONG ? vs_name_reason(newname)
                                                     : strerror(-r));
     vs_tree_unlock(vs_fs.tree);

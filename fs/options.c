@@ -22,10 +22,29 @@
 /* mount(8) words that the kernel mount of a FUSE file system either gets
  * from us anyway (nosuid, nodev) or that mean nothing to a daemon. */
 static const char *const ignored_words[] = {
-    "rw",     "defaults", "auto",    "noauto", "user",   "nouser",
-    "users",  "_netdev",  "nofail",  "nosuid", "nodev",  "suid",
-    "dev",    "exec",     "noexec",  "atime",  "noatime", "relatime",
-    "strictatime", "nodiratime", "diratime", "async", "x-systemd.automount",
+    "rw",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "_netdev",
+    "nofail",
+    "nosuid",
+    "nodev",
+    "suid",
+    "dev",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "nodiratime",
+    "diratime",
+    "async",
+    "x-systemd.automount",
 };
 
 enum long_opt {
@@ -54,29 +73,37 @@ static const struct option long_options[] = {
 void
 vs_config_usage(FILE *out, const char *prog)
 {
-    fprintf(out,
-            "Usage: %s [OPTIONS] [DATA_DIR] MOUNTPOINT\n"
-            "Serve the storage domains kept under DATA_DIR (default %s)\n"
-            "as a directory tree of domains, images and volumes.\n"
-            "\n"
-            "  -f, --foreground        stay in the foreground, log to stderr\n"
-            "  -d, --debug=CATS        debug categories: fuse,io,meta,backend,all\n"
-            "      --log-level=LEVEL   err, warning, notice (default), info, debug\n"
-            "      --threads=N         FUSE worker threads (default: CPUs, >= 2)\n"
-            "      --max-write=BYTES   largest write request (default %u)\n"
-            "      --max-background=N  async requests queued by the kernel (default %u)\n"
-            "      --catalog=PATH      the SQLite catalog (default DATA_DIR/catalog.db)\n"
-            "      --data-dir=DIR      the data directory (same as DATA_DIR)\n"
-            "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, threads=,\n"
-            "                          max_write=, max_background=, log_level=, debug=,\n"
-            "                          allow_other (default), noallow_other, ro, and\n"
-            "                          mount(8) words such as rw, nosuid, nodev, _netdev\n"
-            "  -h, --help              show this help\n"
-            "  -V, --version           show the version\n"
-            "\n"
-            "The mount is always nosuid,nodev,default_permissions.\n"
-            "See vstorfs(8).\n",
-            prog, DEFAULT_DATA_DIR, DEFAULT_MAX_WRITE, DEFAULT_MAX_BACKGROUND);
+    fprintf(
+        out,
+        "Usage: %s [OPTIONS] [DATA_DIR] MOUNTPOINT\n"
+        "Serve the storage domains kept under DATA_DIR (default %s)\n"
+        "as a directory tree of domains, images and volumes.\n"
+        "\n"
+        "  -f, --foreground        stay in the foreground, log to stderr\n"
+        "  -d, --debug=CATS        debug categories: fuse,io,meta,backend,all\n"
+        "      --log-level=LEVEL   err, warning, notice (default), info, "
+        "debug\n"
+        "      --threads=N         FUSE worker threads (default: CPUs, >= 2)\n"
+        "      --max-write=BYTES   largest write request (default %u)\n"
+        "      --max-background=N  async requests queued by the kernel "
+        "(default %u)\n"
+        "      --catalog=PATH      the SQLite catalog (default "
+        "DATA_DIR/catalog.db)\n"
+        "      --data-dir=DIR      the data directory (same as DATA_DIR)\n"
+        "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, "
+        "threads=,\n"
+        "                          max_write=, max_background=, log_level=, "
+        "debug=,\n"
+        "                          allow_other (default), noallow_other, ro, "
+        "and\n"
+        "                          mount(8) words such as rw, nosuid, nodev, "
+        "_netdev\n"
+        "  -h, --help              show this help\n"
+        "  -V, --version           show the version\n"
+        "\n"
+        "The mount is always nosuid,nodev,default_permissions.\n"
+        "See vstorfs(8).\n",
+        prog, DEFAULT_DATA_DIR, DEFAULT_MAX_WRITE, DEFAULT_MAX_BACKGROUND);
 }
 
 static int
@@ -89,8 +116,8 @@ parse_uint(const char *what, const char *text, unsigned min, unsigned max,
     errno = 0;
     v = strtoul(text, &end, 0);
     if (errno || end == text || *end || v < min || v > max) {
-        fprintf(stderr, "vstorfs: %s: '%s' is not a number in [%u, %u]\n",
-                what, text, min, max);
+        fprintf(stderr, "vstorfs: %s: '%s' is not a number in [%u, %u]\n", what,
+                text, min, max);
         return -EINVAL;
     }
     *out = (unsigned)v;
@@ -133,8 +160,7 @@ append_fuse_opt(struct vs_config *cfg, const char *word)
 static bool
 is_ignored_word(const char *word)
 {
-    for (size_t i = 0; i < sizeof(ignored_words) / sizeof(*ignored_words);
-         i++)
+    for (size_t i = 0; i < sizeof(ignored_words) / sizeof(*ignored_words); i++)
         if (strcmp(word, ignored_words[i]) == 0)
             return true;
     return false;
@@ -162,8 +188,7 @@ parse_mount_word(struct vs_config *cfg, const char *word)
     if (KEY("max_write"))
         return parse_uint("max_write", v, 4096, 1u << 20, &cfg->max_write);
     if (KEY("max_background"))
-        return parse_uint("max_background", v, 1, 65535,
-                          &cfg->max_background);
+        return parse_uint("max_background", v, 1, 65535, &cfg->max_background);
 #undef KEY
     if (strcmp(word, "allow_other") == 0 || strcmp(word, "noallow_other") == 0)
         cfg->allow_other = word[0] == 'a';
@@ -258,8 +283,8 @@ fill_paths(struct vs_config *cfg)
     if (cfg->data_dir[0] != '/') {
         char *abs = realpath(cfg->data_dir, NULL);
         if (!abs) {
-            fprintf(stderr, "vstorfs: data directory '%s': %s\n",
-                    cfg->data_dir, strerror(errno));
+            fprintf(stderr, "vstorfs: data directory '%s': %s\n", cfg->data_dir,
+                    strerror(errno));
             return -errno;
         }
         free(cfg->data_dir);

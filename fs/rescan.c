@@ -140,9 +140,10 @@ upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
     r = r == -ENOENT ? vs_catalog_insert(s->tree->cat, &row)
                      : vs_catalog_update(s->tree->cat, &row);
     if (r == -EEXIST)
-        vs_log(LOG_ERR, "domain '%s': %s '%s' (%s) clashes with another of "
-               "that name; not shown", s->location,
-               vs_node_kind_name(row.kind), rec->name, rec->uuid);
+        vs_log(LOG_ERR,
+               "domain '%s': %s '%s' (%s) clashes with another of "
+               "that name; not shown",
+               s->location, vs_node_kind_name(row.kind), rec->name, rec->uuid);
     if (r == 0) {
         *id = row.id;
         r = mark_seen(s, rec->uuid);
@@ -211,14 +212,18 @@ scan_domain(struct scan *s, const char *location)
     vs_meta_area_close(meta);
     if (r < 0) {
         vs_store_close(st);
-        return vs_log_errno(LOG_ERR, r, "domain '%s': cannot read its "
-                            "metadata: %s", location, strerror(-r));
+        return vs_log_errno(LOG_ERR, r,
+                            "domain '%s': cannot read its "
+                            "metadata: %s",
+                            location, strerror(-r));
     }
     dom = domain_record(s);
     if (!dom) {
         vs_store_close(st);
-        return vs_log_errno(LOG_ERR, EUCLEAN, "domain '%s': no valid domain "
-                            "record; not shown", location);
+        return vs_log_errno(LOG_ERR, EUCLEAN,
+                            "domain '%s': no valid domain "
+                            "record; not shown",
+                            location);
     }
     if (dom->flags & VS_RECF_REMOVING) {
         r = vs_store_destroy(st);

@@ -126,9 +126,8 @@ vs_node_path(const struct vs_node *node, char *buf, size_t len)
     int depth = 0;
     size_t used = 0;
 
-    for (const struct vs_node *n = node; n && n->cat.kind != VS_NODE_ROOT &&
-                                         depth < 4;
-         n = n->parent)
+    for (const struct vs_node *n = node;
+         n && n->cat.kind != VS_NODE_ROOT && depth < 4; n = n->parent)
         chain[depth++] = n;
     buf[0] = '\0';
     if (depth == 0)
@@ -463,8 +462,7 @@ publish_node(struct vs_tree *tree, struct vs_node *parent,
 }
 
 static int
-make_domain(struct vs_tree *tree, struct vs_cat_node *row,
-            struct vs_node **out)
+make_domain(struct vs_tree *tree, struct vs_cat_node *row, struct vs_node **out)
 {
     struct vs_domain *dom = calloc(1, sizeof(*dom));
     int r;
@@ -492,8 +490,7 @@ make_domain(struct vs_tree *tree, struct vs_cat_node *row,
 
 /* Lay out an empty raw image on a new object. */
 static int
-create_volume_object(struct vs_store *st, const char *object,
-                     const char *label)
+create_volume_object(struct vs_store *st, const char *object, const char *label)
 {
     struct vs_bdev *file;
     int r = vs_object_create(st, object, 0);

@@ -159,9 +159,9 @@ get_created(const struct xctx *x, char *buf, size_t len)
 static int
 get_caps(const struct xctx *x, char *buf, size_t len)
 {
-    static const char *const names[] = {"unmap", "write_zeroes",
-                                        "alloc_status", "direct", "clone",
-                                        "copy", "snapshot"};
+    static const char *const names[] = {
+        "unmap", "write_zeroes", "alloc_status", "direct",
+        "clone", "copy",         "snapshot"};
     struct vs_caps caps = {0};
     bool bits[7];
     size_t used = 0;
@@ -292,8 +292,8 @@ do_shrink(struct vs_node *node, const char *value, size_t size)
     if (r == 0)
         r = vs_volume_shrink(node->vol, bytes);
     if (r == 0)
-        vs_log(LOG_NOTICE, "volume '%s' shrunk to %llu bytes",
-               node->vol->label, (unsigned long long)bytes);
+        vs_log(LOG_NOTICE, "volume '%s' shrunk to %llu bytes", node->vol->label,
+               (unsigned long long)bytes);
     return r;
 }
 
@@ -327,19 +327,19 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
            "its size, and nobody may have it open";
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
-    r = !x.node ? -ENOENT : !is_volume(&x) ? -EPERM
-                                           : do_shrink(x.node, value, size);
+    r = !x.node          ? -ENOENT
+        : !is_volume(&x) ? -EPERM
+                         : do_shrink(x.node, value, size);
     vs_tree_unlock(vs_fs.tree);
     if (r == 0 && vs_session)
-        fuse_lowlevel_notify_inval_inode(vs_session,
-                                         VS_INO(VS_INO_ID(ino), VS_PART_FILE),
-                                         0, 0);
+        fuse_lowlevel_notify_inval_inode(
+            vs_session, VS_INO(VS_INO_ID(ino), VS_PART_FILE), 0, 0);
     return r;
 }
 
 static void
-op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-            const char *value, size_t size, int flags)
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+            size_t size, int flags)
 {
     struct xctx x = {.part = VS_INO_PART(ino)};
     char path[3 * VS_NAME_MAX + 8] = "?";
@@ -382,8 +382,10 @@ op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         vs_node_path(node, path, sizeof(path));
     vs_tree_unlock(vs_fs.tree);
     if (ours)
-        vs_log(LOG_NOTICE, "refused removexattr '%s' on '%s': vstor "
-               "attributes cannot be removed (EPERM)", name, path);
+        vs_log(LOG_NOTICE,
+               "refused removexattr '%s' on '%s': vstor "
+               "attributes cannot be removed (EPERM)",
+               name, path);
     fuse_reply_err(req, ours ? EPERM : ENODATA);
 }
 

@@ -38,8 +38,8 @@ int vs_store_space(struct vs_store *st, struct vs_space *out);
 int vs_object_create(struct vs_store *st, const char *name, uint64_t size);
 int vs_object_remove(struct vs_store *st, const char *name);
 int vs_object_clone(struct vs_store *st, const char *src, const char *dst);
-int vs_object_list(struct vs_store *st,
-                   int (*fn)(const char *name, void *arg), void *arg);
+int vs_object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
+                   void *arg);
 /* Open object NAME of store ST as a protocol bdev; flags: vs_open_flags.
  * LABEL names it in log lines. */
 int vs_object_open(struct vs_store *st, const char *name, unsigned flags,
@@ -63,10 +63,10 @@ void vs_bdev_close(struct vs_bdev *bs);
 int64_t vs_bdev_size(struct vs_bdev *bs);
 int64_t vs_bdev_allocated(struct vs_bdev *bs);
 int vs_bdev_truncate(struct vs_bdev *bs, uint64_t size);
-ssize_t vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov,
-                       int iovcnt, uint64_t offset, unsigned flags);
-ssize_t vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov,
-                        int iovcnt, uint64_t offset, unsigned flags);
+ssize_t vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                       uint64_t offset, unsigned flags);
+ssize_t vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                        uint64_t offset, unsigned flags);
 /* Single-buffer forms of the above; they loop over short transfers. */
 ssize_t vs_bdev_pread(struct vs_bdev *bs, void *buf, size_t len,
                       uint64_t offset);

@@ -216,8 +216,8 @@ struct vs_driver {
                       uint64_t offset, unsigned flags);
     /* Write the whole iovec at offset, growing nothing: the caller keeps
      * writes inside the virtual size.  Same alignment rules as preadv. */
-    ssize_t (*pwritev)(struct vs_bdev *bs, const struct iovec *iov,
-                       int iovcnt, uint64_t offset, unsigned flags);
+    ssize_t (*pwritev)(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                       uint64_t offset, unsigned flags);
     /* Make every completed write durable.  After a failure, the generic
      * layer fails every later flush of this bdev (as QEMU does). */
     int (*flush)(struct vs_bdev *bs);

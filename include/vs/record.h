@@ -60,10 +60,10 @@ struct vs_record {
     char name[VS_NAME_MAX + 1];
     int64_t created; /* seconds since the epoch, UTC */
     /* volumes only */
-    char format[VS_FORMAT_MAX + 1];      /* "raw" or "qcow2" */
-    char object[VS_OBJECT_MAX + 1];      /* object name on the store */
-    char backing_uuid[VS_UUID_LEN + 1];  /* parent layer, "" for a base */
-    uint32_t flags;                      /* enum vs_record_flags */
+    char format[VS_FORMAT_MAX + 1];     /* "raw" or "qcow2" */
+    char object[VS_OBJECT_MAX + 1];     /* object name on the store */
+    char backing_uuid[VS_UUID_LEN + 1]; /* parent layer, "" for a base */
+    uint32_t flags;                     /* enum vs_record_flags */
 };
 
 enum vs_record_flags {

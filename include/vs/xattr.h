@@ -10,17 +10,17 @@
 
 /* read-only, on every node */
 #define VS_XATTR_UUID "user.vstor.uuid"
-#define VS_XATTR_KIND "user.vstor.kind"         /* domain|image|volume|... */
-#define VS_XATTR_SIZE "user.vstor.size"         /* virtual bytes */
+#define VS_XATTR_KIND "user.vstor.kind"           /* domain|image|volume|... */
+#define VS_XATTR_SIZE "user.vstor.size"           /* virtual bytes */
 #define VS_XATTR_ALLOCATED "user.vstor.allocated" /* bytes on storage */
-#define VS_XATTR_FORMAT "user.vstor.format"     /* raw, qcow2, or "-" */
-#define VS_XATTR_BACKEND "user.vstor.backend"   /* "dir dir:/path" */
-#define VS_XATTR_CREATED "user.vstor.created"   /* ISO 8601 UTC */
-#define VS_XATTR_CAPS "user.vstor.caps"         /* offloads, comma list */
-#define VS_XATTR_OBJECT "user.vstor.object"     /* volume: object on store */
+#define VS_XATTR_FORMAT "user.vstor.format"       /* raw, qcow2, or "-" */
+#define VS_XATTR_BACKEND "user.vstor.backend"     /* "dir dir:/path" */
+#define VS_XATTR_CREATED "user.vstor.created"     /* ISO 8601 UTC */
+#define VS_XATTR_CAPS "user.vstor.caps"           /* offloads, comma list */
+#define VS_XATTR_OBJECT "user.vstor.object"       /* volume: object on store */
 
 /* writable actions */
-#define VS_XATTR_RESCAN "user.vstor.rescan"       /* root: value "1" */
-#define VS_XATTR_SHRINK "user.vstor.shrink-to"    /* volume: new size */
+#define VS_XATTR_RESCAN "user.vstor.rescan"    /* root: value "1" */
+#define VS_XATTR_SHRINK "user.vstor.shrink-to" /* volume: new size */
 
 #endif
