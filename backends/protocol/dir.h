@@ -1,0 +1,52 @@
+/*
+ * Private to the dir protocol driver: the state of an open store and of an
+ * open object, shared by dir.c (stores and objects) and dir_io.c (the block
+ * I/O callbacks of an open object).
+ */
+#ifndef VS_DIR_H
+#define VS_DIR_H
+
+#include <stdint.h>
+
+#include "vs/driver.h"
+
+/* An open store: the directory, held open so that every object is reached
+ * beneath it, and what its file system was found to offload. */
+struct dir_store {
+    int dirfd;           /* O_DIRECTORY, O_CLOEXEC */
+    char *path;          /* owned; absolute, for rmdir only */
+    struct vs_caps caps; /* probed once at open */
+};
+
+/* An open object: a buffered descriptor, maybe an O_DIRECT one beside it,
+ * and the alignment the direct one needs. */
+struct dir_object {
+    int fd;             /* buffered; also used for metadata calls */
+    int dfd;            /* O_DIRECT, or -1 when not asked or refused */
+    uint32_t mem_align; /* buffer alignment for dfd (power of two) */
+    uint32_t off_align; /* offset and length alignment for dfd */
+};
+
+/* Block I/O callbacks of an open object (dir_io.c); see <vs/driver.h>. */
+void dir_close(struct vs_bdev *bs);
+int64_t dir_get_size(struct vs_bdev *bs);
+int64_t dir_get_allocated(struct vs_bdev *bs);
+int dir_truncate(struct vs_bdev *bs, uint64_t size);
+ssize_t dir_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                   uint64_t offset, unsigned flags);
+ssize_t dir_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+                    uint64_t offset, unsigned flags);
+int dir_flush(struct vs_bdev *bs);
+int dir_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+int dir_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+int dir_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                     unsigned flags);
+int dir_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
+                     uint64_t *pnum);
+ssize_t dir_copy_range(struct vs_bdev *src, uint64_t src_off,
+                       struct vs_bdev *dst, uint64_t dst_off, uint64_t length);
+
+/* Fill O's alignment for direct I/O from statx (4096 when unknown). */
+void dir_dio_align(struct dir_object *o);
+
+#endif

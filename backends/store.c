@@ -1,0 +1,251 @@
+/*
+ * Stores, objects and the building of bdev stacks (the first half of
+ * <vs/bdev.h>; the block I/O half is in bdev.c).
+ *
+ * A store is found by its location's scheme in the driver table, allocated
+ * here and filled by its protocol driver.  Opening an object or a format
+ * layer allocates a struct vs_bdev, sets the generic fields (driver, name,
+ * flags, children) and lets the driver's open fill caps and opaque; a
+ * failed open frees only what this file allocated, so the caller keeps the
+ * children it passed in.  vs_bdev_close undoes a stack top-down: the
+ * driver's close first (a format may still write its metadata to its
+ * file), then the children it owns.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vs/bdev.h"
+#include "vs/log.h"
+#include "backends.h"
+
+/* ---- stores ---- */
+
+int
+vs_store_open(const char *location, bool create, struct vs_store **out)
+{
+    const struct vs_driver *drv = vs_driver_for_location(location);
+    int (*open_cb)(struct vs_store *, bool) = VS_DRV_CB(drv, store_open);
+    struct vs_store *st;
+    int r;
+
+    if (drv == NULL || open_cb == NULL)
+        return -EPROTONOSUPPORT;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return -ENOMEM;
+    st->drv = drv;
+    st->location = strdup(location);
+    if (st->location == NULL) {
+        free(st);
+        return -ENOMEM;
+    }
+    r = open_cb(st, create);
+    if (r < 0) {
+        vs_log_debug(VS_LOG_CAT_BACKEND, "store '%s': open failed: %s",
+                     location, strerror(-r));
+        free(st->location);
+        free(st);
+        return r;
+    }
+    *out = st;
+    return 0;
+}
+
+void
+vs_store_close(struct vs_store *st)
+{
+    void (*close_cb)(struct vs_store *);
+
+    if (st == NULL)
+        return;
+    close_cb = VS_DRV_CB(st->drv, store_close);
+    if (close_cb != NULL)
+        close_cb(st);
+    free(st->location);
+    free(st);
+}
+
+int
+vs_store_destroy(struct vs_store *st)
+{
+    int (*destroy_cb)(struct vs_store *) = VS_DRV_CB(st->drv, store_destroy);
+    int r;
+
+    if (destroy_cb == NULL)
+        return -ENOTSUP;
+    r = destroy_cb(st);
+    if (r < 0)
+        return r;
+    vs_store_close(st);
+    return 0;
+}
+
+int
+vs_store_space(struct vs_store *st, struct vs_space *out)
+{
+    int (*space_cb)(struct vs_store *, struct vs_space *) =
+        VS_DRV_CB(st->drv, store_space);
+
+    return space_cb != NULL ? space_cb(st, out) : -ENOTSUP;
+}
+
+/* ---- objects ---- */
+
+int
+vs_object_create(struct vs_store *st, const char *name, uint64_t size)
+{
+    int (*cb)(struct vs_store *, const char *, uint64_t) =
+        VS_DRV_CB(st->drv, object_create);
+
+    return cb != NULL ? cb(st, name, size) : -ENOTSUP;
+}
+
+int
+vs_object_remove(struct vs_store *st, const char *name)
+{
+    int (*cb)(struct vs_store *, const char *) =
+        VS_DRV_CB(st->drv, object_remove);
+
+    return cb != NULL ? cb(st, name) : -ENOTSUP;
+}
+
+int
+vs_object_clone(struct vs_store *st, const char *src, const char *dst)
+{
+    int (*cb)(struct vs_store *, const char *, const char *) =
+        VS_DRV_CB(st->drv, object_clone);
+
+    return cb != NULL ? cb(st, src, dst) : -ENOTSUP;
+}
+
+int
+vs_object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
+               void *arg)
+{
+    int (*cb)(struct vs_store *, int (*)(const char *, void *), void *) =
+        VS_DRV_CB(st->drv, object_list);
+
+    return cb != NULL ? cb(st, fn, arg) : -ENOTSUP;
+}
+
+/* A zeroed bdev of driver DRV named LABEL, or NULL without memory. */
+static struct vs_bdev *
+bdev_alloc(const struct vs_driver *drv, const char *label, unsigned flags)
+{
+    struct vs_bdev *bs = calloc(1, sizeof(*bs));
+
+    if (bs == NULL)
+        return NULL;
+    bs->name = strdup(label);
+    if (bs->name == NULL) {
+        free(bs);
+        return NULL;
+    }
+    bs->drv = drv;
+    bs->open_flags = flags;
+    return bs;
+}
+
+/* Free a bdev whose driver state was never set up (or is released). */
+static void
+bdev_free(struct vs_bdev *bs)
+{
+    free(bs->name);
+    free(bs);
+}
+
+int
+vs_object_open(struct vs_store *st, const char *name, unsigned flags,
+               const char *label, struct vs_bdev **out)
+{
+    int (*open_cb)(struct vs_store *, const char *, struct vs_bdev *) =
+        VS_DRV_CB(st->drv, object_open);
+    struct vs_bdev *bs;
+    int r;
+
+    if (open_cb == NULL)
+        return -ENOTSUP;
+    bs = bdev_alloc(st->drv, label != NULL ? label : name, flags);
+    if (bs == NULL)
+        return -ENOMEM;
+    r = open_cb(st, name, bs);
+    if (r < 0) {
+        vs_log_debug(VS_LOG_CAT_BACKEND, "object '%s': open failed: %s",
+                     bs->name, strerror(-r));
+        bdev_free(bs);
+        return r;
+    }
+    *out = bs;
+    return 0;
+}
+
+/* ---- format layers ---- */
+
+/* The format driver called FORMAT, or NULL. */
+static const struct vs_driver *
+format_driver(const char *format)
+{
+    const struct vs_driver *drv = vs_driver_find(format);
+
+    return drv != NULL && drv->kind == VS_DRIVER_FORMAT ? drv : NULL;
+}
+
+int
+vs_format_create(const char *format, struct vs_bdev *file, uint64_t size,
+                 const char *backing_name)
+{
+    const struct vs_driver *drv = format_driver(format);
+    int (*create_cb)(struct vs_bdev *, uint64_t, const char *) =
+        VS_DRV_CB(drv, create);
+
+    if (drv == NULL)
+        return -EPROTONOSUPPORT;
+    if (create_cb == NULL)
+        return -ENOTSUP;
+    return create_cb(file, size, backing_name);
+}
+
+int
+vs_format_open(const char *format, struct vs_bdev *file,
+               struct vs_bdev *backing, unsigned flags, struct vs_bdev **out)
+{
+    const struct vs_driver *drv = format_driver(format);
+    int (*open_cb)(struct vs_bdev *) = VS_DRV_CB(drv, open);
+    struct vs_bdev *bs;
+    int r = 0;
+
+    if (drv == NULL)
+        return -EPROTONOSUPPORT;
+    bs = bdev_alloc(drv, file->name, flags);
+    if (bs == NULL)
+        return -ENOMEM;
+    bs->file = file;
+    bs->backing = backing;
+    bs->caps = file->caps;
+    if (open_cb != NULL)
+        r = open_cb(bs);
+    if (r < 0) {
+        vs_log_debug(VS_LOG_CAT_BACKEND, "'%s': %s open failed: %s", bs->name,
+                     format, strerror(-r));
+        bdev_free(bs);
+        return r;
+    }
+    *out = bs;
+    return 0;
+}
+
+void
+vs_bdev_close(struct vs_bdev *bs)
+{
+    void (*close_cb)(struct vs_bdev *);
+
+    if (bs == NULL)
+        return;
+    close_cb = VS_DRV_CB(bs->drv, close);
+    if (close_cb != NULL)
+        close_cb(bs);
+    vs_bdev_close(bs->file);
+    vs_bdev_close(bs->backing);
+    bdev_free(bs);
+}
