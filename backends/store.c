@@ -193,17 +193,17 @@ format_driver(const char *format)
 
 int
 vs_format_create(const char *format, struct vs_bdev *file, uint64_t size,
-                 const char *backing_name)
+                 const char *backing_name, const char *backing_format)
 {
     const struct vs_driver *drv = format_driver(format);
-    int (*create_cb)(struct vs_bdev *, uint64_t, const char *) =
+    int (*create_cb)(struct vs_bdev *, uint64_t, const char *, const char *) =
         VS_DRV_CB(drv, create);
 
     if (drv == NULL)
         return -EPROTONOSUPPORT;
     if (create_cb == NULL)
         return -ENOTSUP;
-    return create_cb(file, size, backing_name);
+    return create_cb(file, size, backing_name, backing_format);
 }
 
 int

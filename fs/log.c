@@ -101,7 +101,7 @@ vs_log_cat_enabled(enum vs_log_cat cat)
             (unsigned)cat) != 0;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 log_emit(int level, const char *fmt, va_list ap)
 {
     static const char *const prefix[] = {"emerg",   "alert",  "crit", "error",

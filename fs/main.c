@@ -21,7 +21,7 @@
 #endif
 
 /* Route libfuse's own messages through our logger. */
-static void
+static void __attribute__((format(printf, 2, 0)))
 fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 {
     char msg[512];

@@ -25,7 +25,7 @@
 struct vs_fs vs_fs;
 
 /* Reply ERR to REQ and log why: "refused mkdir 'a/b': reason (EPERM)". */
-static void
+static void __attribute__((format(printf, 6, 7)))
 refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
        const char *name, const char *fmt, ...)
 {

@@ -499,7 +499,7 @@ create_volume_object(struct vs_store *st, const char *object, const char *label)
         return r;
     r = vs_object_open(st, object, 0, label, &file);
     if (r == 0) {
-        r = vs_format_create("raw", file, 0, NULL);
+        r = vs_format_create("raw", file, 0, NULL, NULL);
         if (r == 0)
             r = vs_bdev_flush(file);
         vs_bdev_close(file);

@@ -14,9 +14,10 @@
 #include "backends.h"
 
 static int
-raw_create(struct vs_bdev *file, uint64_t size, const char *backing_name)
+raw_create(struct vs_bdev *file, uint64_t size, const char *backing_name,
+           const char *backing_format)
 {
-    if (backing_name != NULL)
+    if (backing_name != NULL || backing_format != NULL)
         return -EINVAL;
     return vs_bdev_truncate(file, size);
 }

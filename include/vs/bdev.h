@@ -49,7 +49,7 @@ int vs_object_open(struct vs_store *st, const char *name, unsigned flags,
 
 /* Lay out an empty image of format FORMAT ("raw", "qcow2") on FILE. */
 int vs_format_create(const char *format, struct vs_bdev *file, uint64_t size,
-                     const char *backing_name);
+                     const char *backing_name, const char *backing_format);
 /* Open format FORMAT over FILE (and BACKING, may be NULL).  On success the
  * new bdev owns both children; on failure the caller still owns them. */
 int vs_format_open(const char *format, struct vs_bdev *file,

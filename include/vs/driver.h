@@ -191,9 +191,10 @@ struct vs_driver {
 
     /* Lay out a new, empty image of virtual SIZE on the empty object FILE.
      * backing_name, when not NULL, names the parent layer's object relative
-     * to FILE (written into the image so that qemu-img can follow it). */
-    int (*create)(struct vs_bdev *file, uint64_t size,
-                  const char *backing_name);
+     * to FILE (written into the image so that qemu-img can follow it) and
+     * backing_format its format ("raw", "qcow2"). */
+    int (*create)(struct vs_bdev *file, uint64_t size, const char *backing_name,
+                  const char *backing_format);
 
     /* ---- block device operations (both kinds) ---- */
 

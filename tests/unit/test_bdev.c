@@ -71,7 +71,7 @@ open_raw(const char *name, uint64_t size, unsigned flags)
     if (vs_object_create(st, name, 0) < 0 ||
         vs_object_open(st, name, flags, name, &file) < 0)
         return NULL;
-    if (vs_format_create("raw", file, size, NULL) < 0 ||
+    if (vs_format_create("raw", file, size, NULL, NULL) < 0 ||
         vs_format_open("raw", file, NULL, 0, &top) < 0) {
         vs_bdev_close(file);
         return NULL;
@@ -299,9 +299,9 @@ test_format_errors(void)
     is_int(vs_object_open(st, "fmt", 0, "fmt", &file), 0, "open fmt");
     if (file == NULL)
         return;
-    is_int(vs_format_create("raw", file, MiB, "parent"), -EINVAL,
+    is_int(vs_format_create("raw", file, MiB, "parent", NULL), -EINVAL,
            "raw create with a backing name is EINVAL");
-    is_int(vs_format_create("qcow9", file, MiB, NULL), -EPROTONOSUPPORT,
+    is_int(vs_format_create("qcow9", file, MiB, NULL, NULL), -EPROTONOSUPPORT,
            "unknown format");
     is_int(vs_format_open("dir", file, NULL, 0, &top), -EPROTONOSUPPORT,
            "a protocol driver is not a format");
