@@ -106,7 +106,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [ -e "$d" ] || continue
         obj=$(xget "$d" user.vstor.object)
         [ -f "$d/data" ] && [ -n "$obj" ] && [ -f "$DATA/domains/$duuid/$obj" ] ||
-            echo "$(basename "$d")"
+            basename "$d"
     done)
     if [ -z "$bad" ]; then
         ok "round $r: every surviving volume has its data and backend object"

@@ -131,7 +131,17 @@ assert_num() {
         not_ok "$desc" "not numbers: '$a' $op '$b'"
         return 1
     fi
-    if [ "$a" "-$op" "$b" ]; then
+    local r=1
+    case $op in
+    lt) [ "$a" -lt "$b" ] && r=0 ;;
+    le) [ "$a" -le "$b" ] && r=0 ;;
+    gt) [ "$a" -gt "$b" ] && r=0 ;;
+    ge) [ "$a" -ge "$b" ] && r=0 ;;
+    eq) [ "$a" -eq "$b" ] && r=0 ;;
+    ne) [ "$a" -ne "$b" ] && r=0 ;;
+    *) r=2 ;;
+    esac
+    if [ $r -eq 0 ]; then
         ok "$desc"
     else
         not_ok "$desc" "expected $a $op $b"
@@ -366,6 +376,7 @@ bg() {
 hold_open() {
     # The redirection must be on the background command itself: bash gives
     # an asynchronous command without one /dev/null as its stdin.
+    # shellcheck disable=SC2217 # sleep only has to hold the file open
     sleep 600 <"$1" &
     HOLD_PID=$!
     BG_PIDS+=("$HOLD_PID")
@@ -587,7 +598,7 @@ _request_word() {
 # and the data dir are unchanged.  Set REFUSED_NOLOG=reason to skip the log
 # checks for a request the kernel answers itself.
 refused() {
-    local want=$1 before after base= a word i lines
+    local want=$1 before after base='' a word i lines
     shift
     before=$(snapshot)
     log_mark
@@ -608,10 +619,13 @@ refused() {
             [ -n "$lines" ] && break
             sleep 0.1
         done
-        if grep -aEqi -- "$word" <<<"$lines"; then
-            ok "the daemon logged the refused $1 ($*)"
+        if grep -aEqi -- "$word" <<<"$lines" && [ "$(wc -l <<<"$lines")" -eq 1 ]; then
+            ok "the daemon logged the refused $1 in one line ($*)"
+        elif grep -aEqi -- "$word" <<<"$lines"; then
+            not_ok "the daemon logged the refused $1 in one line ($*)" \
+                "$(wc -l <<<"$lines") new lines: $lines"
         else
-            not_ok "the daemon logged the refused $1 ($*)" \
+            not_ok "the daemon logged the refused $1 in one line ($*)" \
                 "no new log line naming the request ($word); new lines: ${lines:-none}"
         fi
         if [ -z "$lines" ] || [ "$base" == "$MNT" ] ||

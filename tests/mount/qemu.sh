@@ -3,7 +3,7 @@
 # with threads and with native AIO; QEMU's image locking between two
 # qemu-io processes; qemu-img convert in and out, compare, info.
 . "$(dirname "$0")/lib.sh"
-requires qemu-img qemu-io qemu-system-x86_64 jq
+requires qemu-img qemu-io qemu-system-x86_64 jq flock
 
 M=$((1024 * 1024))
 
@@ -95,6 +95,41 @@ else
 fi
 check "a writer gets the lock once the VM quit" \
     qemu-io -f raw -c 'write -P 0x44 0 4k' -c 'read -P 0x44 0 4k' "$DATAF"
+
+# flock and POSIX locks between two processes on one host.
+# (One process that holds the lock itself, so that killing it frees it.)
+bg "$PY" -c 'import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+time.sleep(30)' "$DATAF"
+FL=$BG_PID
+for ((i = 0; i < 50; i++)); do
+    flock -n "$DATAF" true 2>/dev/null || break
+    sleep 0.1
+done
+check_fails "flock: a second exclusive flock fails while one is held" flock -n "$DATAF" true
+kill "$FL"
+wait "$FL" 2>/dev/null
+check "flock: it succeeds once the holder is gone" flock -n "$DATAF" true
+lockout=$("$PY" - "$DATAF" <<'PYEOF'
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 4096, 0)
+pid = os.fork()
+if pid == 0:
+    fd2 = os.open(sys.argv[1], os.O_RDWR)
+    try:
+        fcntl.lockf(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB, 4096, 0)
+        os._exit(1)
+    except OSError:
+        pass
+    fcntl.lockf(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB, 4096, 8192)
+    os._exit(0)
+_, st = os.waitpid(pid, 0)
+print('conflict-ok' if os.WEXITSTATUS(st) == 0 else 'no-conflict')
+PYEOF
+)
+assert_eq conflict-ok "$lockout" "POSIX locks: a range held by one process is refused to another, other ranges are free"
 
 # qemu-img convert in and out, compare, info.
 check "qemu-img create a qcow2 source" qemu-img create -q -f qcow2 "$T/src.qcow2" 64M

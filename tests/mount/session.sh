@@ -115,6 +115,21 @@ check "the 0xcd pattern at 1G is intact" same_region "$V/data" 1024 4 "$T/cd.bin
 check "fallocate -l 16M grows the 1M volume" fallocate -l 16M "$V2/data"
 assert_eq $((16 * M)) "$(fsize "$V2/data")" "fallocate grew data to 16M"
 check "growing kept the first 1M" cmp -n $M "$T/small.bin" "$V2/data"
+check "fallocate -n (KEEP_SIZE) past the end" fallocate -n -o $((16 * M)) -l 8M "$V2/data"
+assert_eq $((16 * M)) "$(fsize "$V2/data")" "KEEP_SIZE kept the size"
+pattern 0x77 2 >"$T/77.bin"
+check "write a pattern at 4M" dd if="$T/77.bin" of="$V2/data" bs=1M seek=4 conv=notrunc,fsync status=none
+check "fallocate -z (ZERO_RANGE) over it" fallocate -z -o $((4 * M)) -l $M "$V2/data"
+check "the zeroed range reads zeros" same_region "$V2/data" 4 1 <(head -c $M /dev/zero)
+check "the rest of the pattern is kept" same_region "$V2/data" 5 1 <(pattern 0x77 1)
+assert_eq $((16 * M)) "$(fsize "$V2/data")" "ZERO_RANGE inside the file kept the size"
+check "a write past the end grows data" \
+    dd if="$T/77.bin" of="$V2/data" bs=1M seek=20 conv=notrunc status=none
+assert_eq $((22 * M)) "$(fsize "$V2/data")" "data grew to 22M by the write"
+check "the bytes between the old end and the write read zeros" \
+    same_region "$V2/data" 16 4 <(head -c $((4 * M)) /dev/zero)
+check "the bytes written past the end read back" same_region "$V2/data" 20 2 "$T/77.bin"
+check "cp data back out and compare" bash -c "cp '$V2/data' '$T/v2.out' && cmp '$V2/data' '$T/v2.out'"
 
 # Extended attributes.
 names=$(getfattr --absolute-names -d -m user.vstor "$V/data" | sed -n 's/^\(user\.vstor\.[a-z-]*\)=.*/\1/p' | sort | xargs)
