@@ -224,6 +224,9 @@ _lib_init() {
     requires findmnt fusermount3 "$PY" mktemp stat dd cmp
     T=$(mktemp -d "/var/tmp/vstorfs-$TEST_NAME.XXXXXX") ||
         bail "cannot create a temporary directory under /var/tmp"
+    # Others may pass through (not list) to reach the mount point: tests
+    # open the mount as other users, like QEMU as libvirt-qemu.
+    chmod 0711 "$T"
     DATA=$T/data
     MNT=$T/mnt
     LOG=$T/vstorfs.log

@@ -4,7 +4,7 @@
 # compare, look at it with ls/stat/du/df/getfattr, copy in and out (sparse),
 # preallocate and punch, rename at every level, remove, unmount.
 . "$(dirname "$0")/lib.sh"
-requires qemu-img qemu-io jq getfattr fallocate truncate du df cp mv
+requires qemu-img qemu-io jq getfattr fallocate truncate du df cp mv setpriv
 
 G=$((1024 * 1024 * 1024))
 M=$((1024 * 1024))
@@ -88,6 +88,22 @@ head -c $M /dev/urandom >"$T/small.bin"
 check "cp a 1M file over the 8M data" cp "$T/small.bin" "$V2/data"
 assert_eq $M "$(fsize "$V2/data")" "data now has the small file's size"
 check "cmp: data equals the small file" cmp "$T/small.bin" "$V2/data"
+
+# Another user (QEMU runs as libvirt-qemu): allow_other and
+# default_permissions let the owner in and keep others out.
+check "chown the data to uid 64055" chown 64055:64055 "$V2/data"
+assert_eq "64055:64055" "$(stat -c %u:%g "$V2/data")" "stat shows the new owner"
+as_user() {
+    setpriv --reuid="$1" --regid="$1" --clear-groups "${@:2}"
+}
+# ($T is root's 0700: the user gets its input and output through pipes.)
+check "the owner (uid 64055) reads the data" \
+    cmp <(as_user 64055 cat "$V2/data") "$T/small.bin"
+check "the owner (uid 64055) writes the data with O_DIRECT" \
+    as_user 64055 dd of="$V2/data" bs=64k oflag=direct conv=notrunc status=none <"$T/small.bin"
+check_fails "another user (uid 64056) cannot read the 0600 data" \
+    as_user 64056 head -c 1 "$V2/data"
+check "chown it back to root" chown 0:0 "$V2/data"
 
 check "cp --sparse=always data out" cp --sparse=always "$V/data" "$T/sparse.raw"
 assert_eq $((20 * G)) "$(fsize "$T/sparse.raw")" "the sparse copy has the full size"
