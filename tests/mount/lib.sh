@@ -306,8 +306,8 @@ start_vstorfs() {
     esac
 }
 
-# wait_gone PID SECONDS: wait for a background child to exit; sets
-# VSTORFS_STATUS-like status in WAIT_STATUS.  Returns 1 on timeout.
+# wait_child PID SECONDS: wait up to SECONDS for a background child to exit;
+# its exit status goes to WAIT_STATUS.  Returns 1 on timeout.
 wait_child() {
     local pid=$1 secs=$2 i
     WAIT_STATUS=
@@ -666,7 +666,7 @@ du_bytes() {
     echo $(($(stat -c %b "$1") * 512))
 }
 
-# dump_pattern BYTE COUNT_MIB: COUNT MiB of BYTE (e.g. 0xab) to stdout.
+# pattern BYTE COUNT_MIB: COUNT MiB of BYTE (e.g. 0xab) to stdout.
 pattern() {
     local oct
     oct=$(printf '%03o' "$1")
