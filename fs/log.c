@@ -116,6 +116,26 @@ log_emit(int level, const char *fmt, va_list ap)
     fprintf(stderr, "vstorfs: %s: %s\n", prefix[level & 7], msg);
 }
 
+const char *
+vs_log_escape(const char *in, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    for (; *in && used + 5 < len; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c == '\n')
+            used += (size_t)snprintf(buf + used, len - used, "\\n");
+        else if (c == '\\')
+            used += (size_t)snprintf(buf + used, len - used, "\\\\");
+        else if (c < 0x20 || c == 0x7f)
+            used += (size_t)snprintf(buf + used, len - used, "\\x%02x", c);
+        else
+            buf[used++] = (char)c;
+    }
+    buf[used < len ? used : len - 1] = '\0';
+    return buf;
+}
+
 void
 vs_log(int level, const char *fmt, ...)
 {

@@ -29,16 +29,20 @@ static void __attribute__((format(printf, 6, 7)))
 refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
        const char *name, const char *fmt, ...)
 {
-    char path[3 * VS_NAME_MAX + 8], why[256];
+    char path[3 * VS_NAME_MAX + 8], why[256], safe_why[1024];
+    char safe_name[4 * VS_NAME_MAX + 8] = "";
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     vs_node_path(parent, path, sizeof(path));
+    if (name)
+        vs_log_escape(name, safe_name, sizeof(safe_name));
     vs_log(LOG_NOTICE, "refused %s '%s%s%s': %s (%s)", op,
-           strcmp(path, "/") ? path : "", name ? "/" : "", name ? name : "",
-           why, strerrorname_np(err > 0 ? err : -err));
+           strcmp(path, "/") ? path : "", name ? "/" : "", safe_name,
+           vs_log_escape(why, safe_why, sizeof(safe_why)),
+           strerrorname_np(err > 0 ? err : -err));
     fuse_reply_err(req, err > 0 ? err : -err);
 }
 

@@ -205,6 +205,20 @@ find_row(const struct xctx *x, const char *name)
     return NULL;
 }
 
+/* One line for a refused attribute request on X (tree lock held). */
+static void
+log_refusal(const char *op, const char *name, const struct xctx *x,
+            const char *why, int err)
+{
+    char path[3 * VS_NAME_MAX + 8] = "?", safe[256];
+
+    if (x->node)
+        vs_node_path(x->node, path, sizeof(path));
+    vs_log(LOG_NOTICE, "refused %s '%s' on '%s%s': %s (%s)", op,
+           vs_log_escape(name, safe, sizeof(safe)), path,
+           x->part == VS_PART_FILE ? "/data" : "", why, strerrorname_np(err));
+}
+
 static void
 reply_value(fuse_req_t req, const char *value, size_t len, size_t size)
 {
@@ -232,6 +246,11 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
         n = -ENOENT;
     else if ((row = find_row(&x, name)))
         n = row->get(&x, value, sizeof(value));
+    /* security.* and system.* misses are the kernel's own probes (one per
+     * buffered write) and would flood the log; the rest are requests */
+    if (n == -ENODATA && strncmp(name, "security.", 9) &&
+        strncmp(name, "system.", 7))
+        log_refusal("getxattr", name, &x, "no such attribute", ENODATA);
     vs_tree_unlock(vs_fs.tree);
     if (n < 0)
         fuse_reply_err(req, -n);
@@ -342,7 +361,6 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
             size_t size, int flags)
 {
     struct xctx x = {.part = VS_INO_PART(ino)};
-    char path[3 * VS_NAME_MAX + 8] = "?";
     const char *why = "";
     int r;
 
@@ -350,22 +368,25 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     r = !x.node ? -ENOENT : 0;
-    if (x.node)
-        vs_node_path(x.node, path, sizeof(path));
     if (r == 0 && strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)))
         r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
     else if (r == 0 && find_row(&x, name))
         r = -EPERM, why = "the attribute is read-only";
-    vs_tree_unlock(vs_fs.tree);
-    if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
-        strcmp(name, VS_XATTR_SHRINK))
+    else if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
+             strcmp(name, VS_XATTR_SHRINK))
         r = -ENODATA, why = "no such attribute";
-    else if (r == 0)
-        r = set_action(ino, name, value, size, &why);
     if (r < 0 && r != -ENOENT)
-        vs_log(LOG_NOTICE, "refused setxattr '%s' on '%s%s': %s (%s)", name,
-               path, x.part == VS_PART_FILE ? "/data" : "", why,
-               strerrorname_np(-r));
+        log_refusal("setxattr", name, &x, why, -r);
+    vs_tree_unlock(vs_fs.tree);
+    if (r == 0) {
+        r = set_action(ino, name, value, size, &why);
+        if (r < 0 && r != -ENOENT) {
+            vs_tree_rdlock(vs_fs.tree);
+            x.node = vs_tree_node(vs_fs.tree, ino);
+            log_refusal("setxattr", name, &x, why, -r);
+            vs_tree_unlock(vs_fs.tree);
+        }
+    }
     fuse_reply_err(req, -r);
 }
 
@@ -373,20 +394,17 @@ static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     bool ours = strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)) == 0;
-    char path[3 * VS_NAME_MAX + 8] = "?";
-    struct vs_node *node;
+    struct xctx x = {.part = VS_INO_PART(ino)};
 
     vs_tree_rdlock(vs_fs.tree);
-    node = vs_tree_node(vs_fs.tree, ino);
-    if (node)
-        vs_node_path(node, path, sizeof(path));
+    x.node = vs_tree_node(vs_fs.tree, ino);
+    if (x.node)
+        log_refusal("removexattr", name, &x,
+                    ours ? "vstor attributes cannot be removed"
+                         : "no such attribute",
+                    ours ? EPERM : ENODATA);
     vs_tree_unlock(vs_fs.tree);
-    if (ours)
-        vs_log(LOG_NOTICE,
-               "refused removexattr '%s' on '%s': vstor "
-               "attributes cannot be removed (EPERM)",
-               name, path);
-    fuse_reply_err(req, ours ? EPERM : ENODATA);
+    fuse_reply_err(req, !x.node ? ENOENT : ours ? EPERM : ENODATA);
 }
 
 void

@@ -13,7 +13,7 @@ PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     libfuse3-dev fuse3 libsqlite3-dev sqlite3 libjson-c-dev scdoc
     qemu-utils qemu-system-common qemu-system-x86 fio attr jq python3
-    util-linux xfsprogs clang-format
+    util-linux procps xfsprogs clang-format
 )
 
 mount_point=

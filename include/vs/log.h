@@ -8,6 +8,7 @@
 #define VS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <syslog.h>
 
 enum vs_log_cat {
@@ -27,6 +28,11 @@ int vs_log_parse_level(const char *name, int *level);
 int vs_log_set_categories(const char *list);
 /* Whether debug messages of CAT are on (cheap; for hot paths). */
 bool vs_log_cat_enabled(enum vs_log_cat cat);
+
+/* Copy IN into BUF with control characters and backslashes escaped
+ * ("\\n", "\\x1b"), so a user-supplied name cannot split or forge a log
+ * line.  Returns BUF. */
+const char *vs_log_escape(const char *in, char *buf, size_t len);
 
 void vs_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

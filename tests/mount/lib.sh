@@ -522,6 +522,8 @@ try:
         os.setxattr(a[0], a[1], os.fsencode(a[2]), follow_symlinks=False)
     elif op == 'removexattr':
         os.removexattr(a[0], a[1], follow_symlinks=False)
+    elif op == 'chmod':
+        os.chmod(a[0], int(a[1], 8))
     elif op == 'listxattr':
         r = ' '.join(sorted(os.listxattr(a[0], follow_symlinks=False)))
     elif op == 'fallocate':

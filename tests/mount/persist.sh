@@ -22,7 +22,8 @@ for v in alpha/web/root alpha/web/swap alpha/db/disk0 beta/build/scratch; do
         status=none || fail "write a pattern into $v"
 done
 # beta/build/cache stays empty (size 0).
-check "chmod a volume directory" chmod 0700 "$MNT/alpha/db/disk0"
+# directories are structure: always root's, 0755 (docs/interface.md)
+expect_errno EPERM chmod "$MNT/alpha/db/disk0" 0700
 check "chmod and chown a data file" \
     bash -c "chmod 0640 '$MNT/alpha/db/disk0/data' && chown 64055:64055 '$MNT/alpha/db/disk0/data'"
 
