@@ -26,5 +26,6 @@
 /* The drivers compiled into the table (see registry.c). */
 extern const struct vs_driver vs_driver_dir;
 extern const struct vs_driver vs_driver_raw;
+extern const struct vs_driver vs_driver_qcow2;
 
 #endif

@@ -19,6 +19,7 @@
 static const struct vs_driver *const drivers[] = {
     &vs_driver_dir,
     &vs_driver_raw,
+    &vs_driver_qcow2,
 };
 
 #define N_DRIVERS (sizeof(drivers) / sizeof(drivers[0]))

@@ -1,0 +1,350 @@
+/*
+ * The qcow2 read path, and the shortcut that keeps reads through a deep
+ * backing chain from walking every layer.
+ *
+ * A read is split at cluster boundaries.  For each guest cluster the L2
+ * entry (in memory) says: normal -> read the host cluster from the file;
+ * zero flag -> zeros; compressed -> inflate; unallocated -> the backing
+ * layer's bytes (zeros past the backing's end, or with no backing).
+ * Consecutive clusters that map to consecutive host clusters, or that are
+ * all zero, become one transfer.
+ *
+ * The chain shortcut.  Asking the backing layer for an unallocated
+ * cluster makes it do the same lookup, and so on down: 32 lookups and 32
+ * lock round trips on a chain of depth 32.  But the layers below a layer
+ * with a child never change (they are opened read-only), so which layer
+ * owns a guest cluster is fixed.  At open, each layer lists the run of
+ * read-only qcow2 layers below it that share its cluster size (`chain`)
+ * and the first layer after that run (`tail`: a raw base, a writable or
+ * foreign layer, which is asked normally).  On the first read of an
+ * unallocated cluster the owner is found by walking the chain's in-memory
+ * tables once and remembered in a byte per guest cluster (`owner`,
+ * allocated per L2 range on first use); later reads go straight to the
+ * owner layer's own mapping.  Nothing needs invalidating: this layer's
+ * own entry is always looked at first, and the layers the cache describes
+ * are immutable.  Sizes are honoured on the way: a layer shorter than the
+ * offset reads as zeros from its end on, so each chain depth carries the
+ * smallest size above and including it (`chain_clip`).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vs/bdev.h"
+#include "vs/util.h"
+#include "qcow2.h"
+
+#define IOV_STACK 16
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* A piece of a request: the caller's iovec, sliced. */
+struct piece {
+    struct iovec *iov;
+    int cnt;
+    uint64_t off; /* guest offset */
+    uint64_t len;
+    unsigned flags;
+};
+
+/* ---- the chain ---- */
+
+static bool
+chain_member(const struct qcow2 *s, const struct vs_bdev *l)
+{
+    const struct qcow2 *q;
+
+    if (l->drv != &vs_driver_qcow2 || !(l->open_flags & VS_OPEN_RDONLY))
+        return false;
+    q = l->opaque;
+    return q != NULL && q->cluster_bits == s->cluster_bits;
+}
+
+int
+qcow2_chain_init(struct qcow2 *s)
+{
+    struct vs_bdev *l = s->bs->backing;
+    uint64_t clip = UINT64_MAX;
+    int n = 0;
+
+    for (; l != NULL && n < QCOW2_MAX_CHAIN && chain_member(s, l);
+         l = l->backing)
+        n++;
+    s->tail = l;
+    s->chain_len = n;
+    if (n == 0) {
+        s->tail_clip = UINT64_MAX;
+        return 0;
+    }
+    s->chain = calloc((size_t)n, sizeof(*s->chain));
+    s->chain_clip = calloc((size_t)n, sizeof(*s->chain_clip));
+    if (s->chain == NULL || s->chain_clip == NULL)
+        return -ENOMEM;
+    l = s->bs->backing;
+    for (int d = 0; d < n; d++, l = l->backing) {
+        s->chain[d] = l->opaque;
+        clip = MIN(clip, s->chain[d]->h.size);
+        s->chain_clip[d] = clip;
+    }
+    s->tail_clip = clip;
+    return 0;
+}
+
+void
+qcow2_chain_free(struct qcow2 *s)
+{
+    free(s->chain);
+    free(s->chain_clip);
+}
+
+static uint8_t
+owner_resolve(const struct qcow2 *s, uint64_t g)
+{
+    uint64_t off = g << s->cluster_bits;
+
+    for (int d = 0; d < s->chain_len; d++) {
+        const struct qcow2 *q = s->chain[d];
+
+        if (off >= s->chain_clip[d])
+            return QCOW2_OWNER_NONE;
+        if (qcow2_kind(q, qcow2_entry(q, g)) != QCOW2_UNALLOCATED)
+            return (uint8_t)(d + 1);
+    }
+    if (s->tail != NULL && off < s->tail_clip)
+        return (uint8_t)(s->chain_len + 1);
+    return QCOW2_OWNER_NONE;
+}
+
+/* The owner code of guest cluster G, from the cache or resolved. */
+static uint8_t
+owner_of(struct qcow2 *s, uint64_t g)
+{
+    uint8_t **slot = &s->owner[g >> s->l2_bits];
+    uint8_t *tab = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    uint64_t j = g & (s->l2_entries - 1);
+    uint8_t v;
+
+    if (tab != NULL) {
+        v = __atomic_load_n(&tab[j], __ATOMIC_RELAXED);
+        if (v != QCOW2_OWNER_UNKNOWN)
+            return v;
+    }
+    v = owner_resolve(s, g);
+    if (tab == NULL) {
+        uint8_t *fresh = calloc(1, s->l2_entries), *expected = NULL;
+
+        if (fresh == NULL)
+            return v; /* no cache this time */
+        if (__atomic_compare_exchange_n(slot, &expected, fresh, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            tab = fresh;
+        else {
+            free(fresh);
+            tab = expected;
+        }
+    }
+    __atomic_store_n(&tab[j], v, __ATOMIC_RELAXED);
+    return v;
+}
+
+/* ---- reading one piece ---- */
+
+/* Shorten P to end at CLIP (zeroing what lies past it); false when
+ * nothing is left to read. */
+static bool
+piece_clip(struct piece *p, uint64_t clip)
+{
+    uint64_t avail = p->off < clip ? MIN(p->len, clip - p->off) : 0;
+
+    if (avail < p->len) {
+        qcow2_iov_zero(p->iov, p->cnt, avail, p->len - avail);
+        p->cnt = qcow2_iov_slice(p->iov, p->cnt, 0, avail, p->iov);
+        p->len = avail;
+    }
+    return avail > 0;
+}
+
+/* Read P from layer L through the generic layer, zeros past its end. */
+static int
+read_delegate(struct vs_bdev *l, struct piece *p, uint64_t clip)
+{
+    ssize_t n;
+
+    if (!piece_clip(p, clip))
+        return 0;
+    n = vs_bdev_preadv(l, p->iov, p->cnt, p->off, p->flags);
+    if (n < 0)
+        return (int)n;
+    if ((uint64_t)n < p->len)
+        qcow2_iov_zero(p->iov, p->cnt, (size_t)n, p->len - (uint64_t)n);
+    return 0;
+}
+
+/* Read P as layer Q's own entry E says (E is not unallocated). */
+static int
+read_mapped(struct qcow2 *q, uint64_t e, struct piece *p, uint64_t clip)
+{
+    uint64_t in = p->off & (q->cs - 1);
+    _cleanup_free_ uint8_t *tmp = NULL;
+    ssize_t n;
+    int r;
+
+    if (!piece_clip(p, clip))
+        return 0;
+    switch (qcow2_kind(q, e)) {
+    case QCOW2_NORMAL:
+        n = vs_bdev_preadv(q->file, p->iov, p->cnt,
+                           (e & QCOW2_OFFSET_MASK) + in, p->flags);
+        if (n < 0)
+            return (int)n;
+        if ((uint64_t)n < p->len) /* past the end of the file */
+            qcow2_iov_zero(p->iov, p->cnt, (size_t)n, p->len - (uint64_t)n);
+        return 0;
+    case QCOW2_COMPRESSED_CLUSTER:
+        tmp = malloc(q->cs);
+        if (tmp == NULL)
+            return -ENOMEM;
+        r = qcow2_read_compressed(q, e, tmp);
+        if (r < 0)
+            return r;
+        qcow2_iov_from_buf(p->iov, p->cnt, 0, tmp + in, p->len);
+        return 0;
+    default:
+        qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
+        return 0;
+    }
+}
+
+/* Read P (inside one guest cluster G, or a run when there is no chain)
+ * from below this layer. */
+static int
+read_backing(struct qcow2 *s, struct piece *p)
+{
+    uint64_t g = p->off >> s->cluster_bits;
+    uint8_t o;
+
+    if (s->bs->backing == NULL) {
+        qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
+        return 0;
+    }
+    if (s->chain_len == 0)
+        return read_delegate(s->bs->backing, p, UINT64_MAX);
+    o = owner_of(s, g);
+    if (o == QCOW2_OWNER_NONE) {
+        qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
+        return 0;
+    }
+    if (o > s->chain_len)
+        return read_delegate(s->tail, p, s->tail_clip);
+    return read_mapped(s->chain[o - 1], qcow2_entry(s->chain[o - 1], g), p,
+                       s->chain_clip[o - 1]);
+}
+
+/* Whether guest cluster G (entry E) continues a run that began at
+ * cluster G0 with entry E0, so both are served by one transfer. */
+static bool
+continues(const struct qcow2 *s, uint64_t e0, uint64_t g0, uint64_t e,
+          uint64_t g)
+{
+    enum qcow2_kind k0 = qcow2_kind(s, e0), k = qcow2_kind(s, e);
+
+    if (k != k0)
+        return false;
+    switch (k) {
+    case QCOW2_NORMAL:
+        return (e & QCOW2_OFFSET_MASK) ==
+               (e0 & QCOW2_OFFSET_MASK) + ((g - g0) << s->cluster_bits);
+    case QCOW2_ZERO_CLUSTER:
+        return true;
+    case QCOW2_UNALLOCATED:
+        return s->chain_len == 0;
+    default:
+        return false;
+    }
+}
+
+/* Bytes from OFF (inside the cluster of entry E) to the end of the run
+ * it starts, at most LEN. */
+static uint64_t
+run_length(const struct qcow2 *s, uint64_t e, uint64_t off, uint64_t len)
+{
+    uint64_t in = off & (s->cs - 1), g0 = off >> s->cluster_bits;
+    uint64_t n = MIN(len, s->cs - in);
+
+    while (n < len) {
+        uint64_t g = g0 + (in + n) / s->cs;
+
+        if (!continues(s, e, g0, qcow2_entry(s, g), g))
+            break;
+        n += MIN(s->cs, len - n);
+    }
+    return n;
+}
+
+int
+qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint8_t *buf,
+                   uint64_t in, uint64_t len)
+{
+    struct iovec iov = {buf, len};
+    struct piece p = {&iov, 1, (g << s->cluster_bits) + in, len, 0};
+
+    if (qcow2_kind(s, e) == QCOW2_UNALLOCATED)
+        return read_backing(s, &p);
+    return read_mapped(s, e, &p, UINT64_MAX);
+}
+
+static int
+read_locked(struct qcow2 *s, const struct iovec *iov, int iovcnt,
+            struct iovec *scratch, uint64_t offset, uint64_t len,
+            unsigned flags)
+{
+    uint64_t done = 0;
+
+    while (done < len) {
+        uint64_t off = offset + done;
+        uint64_t e = qcow2_entry(s, off >> s->cluster_bits);
+        uint64_t n = run_length(s, e, off, len - done);
+        struct piece p = {scratch, 0, off, n, flags};
+        int r;
+
+        p.cnt = qcow2_iov_slice(iov, iovcnt, done, n, scratch);
+        if (qcow2_kind(s, e) == QCOW2_UNALLOCATED)
+            r = read_backing(s, &p);
+        else
+            r = read_mapped(s, e, &p, UINT64_MAX);
+        if (r < 0)
+            return r;
+        done += n;
+    }
+    return 0;
+}
+
+ssize_t
+qcow2_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+             uint64_t offset, unsigned flags)
+{
+    struct qcow2 *s = bs->opaque;
+    struct iovec stack[IOV_STACK];
+    _cleanup_free_ struct iovec *heap = NULL;
+    struct iovec *scratch = stack;
+    ssize_t total = qcow2_iov_total(iov, iovcnt);
+    uint64_t len;
+    int r;
+
+    if (total < 0)
+        return total;
+    if (iovcnt > IOV_STACK) {
+        heap = malloc((size_t)iovcnt * sizeof(*heap));
+        if (heap == NULL)
+            return -ENOMEM;
+        scratch = heap;
+    }
+    qcow2_rdlock(s);
+    if (offset >= s->h.size) {
+        qcow2_unlock(s);
+        return 0;
+    }
+    len = MIN((uint64_t)total, s->h.size - offset);
+    r = read_locked(s, iov, iovcnt, scratch, offset, len, flags);
+    qcow2_unlock(s);
+    return r < 0 ? r : (ssize_t)len;
+}
