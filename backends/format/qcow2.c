@@ -129,7 +129,7 @@ open_writable(struct qcow2 *s)
     int r = qcow2_rc_load(s);
 
     if (r == 0)
-        r = qcow2_tables_check_refs(s);
+        r = qcow2_check_refcounts(s);
     if (r == 0 && s->h.autoclear != 0) {
         s->h.autoclear = 0;
         r = qcow2_header_write(s, &s->h);

@@ -8,6 +8,7 @@
  *   qcow2_create.c    lay out a fresh image
  *   qcow2_table.c     L1/L2 tables: load, validate, look up, grow
  *   qcow2_refcount.c  refcounts: load, allocate, free, prepare for a flush
+ *   qcow2_check.c     refcounts against references, at a writable open
  *   qcow2_flush.c     write dirty metadata out in crash-safe order
  *   qcow2_read.c      the read path and the backing-chain shortcut
  *   qcow2_write.c     the write path: in place or allocate + copy-on-write
@@ -104,12 +105,6 @@ enum qcow2_kind {
 #define QCOW2_OWNER_NONE 255
 #define QCOW2_MAX_CHAIN 250
 
-/* Metadata bytes written by the driver (for measurements). */
-struct qcow2_stats {
-    uint64_t data_bytes; /* guest data and copy-on-write fill */
-    uint64_t meta_bytes; /* tables, refcounts, header */
-};
-
 struct qcow2 {
     struct vs_bdev *bs;
     struct vs_bdev *file;
@@ -147,7 +142,6 @@ struct qcow2 {
     bool rt_dirty;
     bool rt_moved;       /* the table was relocated: header before the L2s */
     uint64_t rb_entries; /* refcounts per block */
-    uint64_t rc_max;     /* largest refcount the order can hold */
     uint64_t *pending;   /* host clusters to decrement after a flush */
     size_t npending, pending_cap;
 
@@ -164,8 +158,6 @@ struct qcow2 {
     struct vs_bdev *tail; /* first layer below the chain, or NULL */
     uint64_t tail_clip;   /* bytes readable through the whole chain */
     uint8_t **owner;      /* per L1 index: one owner code per cluster */
-
-    struct qcow2_stats stats;
 };
 
 /* The driver table (qcow2.c). */
@@ -289,8 +281,6 @@ int qcow2_l1_grow(struct qcow2 *s, uint32_t n);
 /* Compressed entry E: host byte offset and byte length of its data. */
 void qcow2_compressed_span(const struct qcow2 *s, uint64_t e, uint64_t *off,
                            uint64_t *len);
-/* Check every reference against the loaded refcounts (writable open). */
-int qcow2_tables_check_refs(struct qcow2 *s);
 
 /* ---- qcow2_refcount.c ---- */
 
@@ -318,6 +308,12 @@ int qcow2_rc_prepare(struct qcow2 *s);
 void qcow2_rc_encode_block(const struct qcow2 *s, uint64_t b, uint8_t *buf);
 /* Apply decrements LIST[0..n); wrlock. */
 void qcow2_rc_apply_frees(struct qcow2 *s, const uint64_t *list, size_t n);
+
+/* ---- qcow2_check.c ---- */
+
+/* Count every reference and compare with the loaded refcounts: -EIO when
+ * a cluster is used more often than counted (writable open). */
+int qcow2_check_refcounts(struct qcow2 *s);
 
 /* ---- qcow2_flush.c ---- */
 

@@ -387,6 +387,27 @@ test_grow(void)
     vs_bdev_close(bs);
 }
 
+static void
+test_size_zero(void)
+{
+    uint8_t buf[4096], back[4096];
+    struct vs_bdev *bs;
+
+    is_int(create_qcow2("zero", 0, NULL, NULL), 0, "create a 0-byte image");
+    ok(qemu_check("zero"), "qemu-img check: clean");
+    bs = open_fmt("qcow2", "zero", 0, NULL);
+    is_int(bs ? vs_bdev_size(bs) : -1, 0, "size 0");
+    is_int(bs ? vs_bdev_truncate(bs, MiB) : -1, 0, "grow it to 1 MiB");
+    fill(buf, sizeof(buf), 90);
+    is_int(bs ? vs_bdev_pwrite(bs, buf, sizeof(buf), MiB - 4096) : -1, 4096,
+           "write at its end");
+    ok(bs && vs_bdev_pread(bs, back, 4096, MiB - 4096) == 4096 &&
+           memcmp(buf, back, 4096) == 0,
+       "read it back");
+    vs_bdev_close(bs);
+    ok(qemu_check("zero"), "qemu-img check: clean after growing from 0");
+}
+
 /* ---- chains ---- */
 
 #define BSZ (4 * MiB)
@@ -703,6 +724,7 @@ main(void)
     test_patterns();
     test_zero_discard();
     test_grow();
+    test_size_zero();
     test_chain_raw();
     test_chain_three();
     test_threads();

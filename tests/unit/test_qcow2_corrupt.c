@@ -301,6 +301,13 @@ rc_zero_for_data(uint8_t *img, size_t *len)
 }
 
 static void
+data_over_l1(uint8_t *img, size_t *len)
+{
+    (void)len;
+    put64(img + l2_offset(), (1ull << 63) | l1_offset());
+}
+
+static void
 unknown_incompat(uint8_t *img, size_t *len)
 {
     (void)len;
@@ -470,6 +477,9 @@ test_tables(void)
            VS_OPEN_RDONLY, 0);
     expect("data cluster with refcount 0 (writable)", rc_zero_for_data, 0,
            -EIO);
+    expect("data cluster over the L1 table (writable)", data_over_l1, 0, -EIO);
+    expect("data cluster over the L1 table (read-only reads it)", data_over_l1,
+           VS_OPEN_RDONLY, 0);
 }
 
 static void
