@@ -57,8 +57,10 @@ void vs_config_usage(FILE *out, const char *prog);
 /* ---- inode numbers ---- */
 
 enum vs_part {
-    VS_PART_DIR = 0,  /* the node's directory */
-    VS_PART_FILE = 1, /* a volume's data file */
+    VS_PART_DIR = 0,     /* the node's directory */
+    VS_PART_FILE = 1,    /* a volume's data file */
+    VS_PART_LINK = 2,    /* a volume's backing symlink */
+    VS_PART_MAP = 3,     /* a volume's allocation map (JSON, read-only) */
 };
 
 #define VS_INO_ROOT 1
@@ -71,25 +73,32 @@ enum vs_part {
 
 struct vs_volume {
     pthread_mutex_t lock; /* bdev opening, size changes, open_count */
+    /* I/O holds it shared; replacing the stack (snapshot, merge) holds it
+     * exclusively, so a swap is atomic with respect to in-flight requests */
+    pthread_rwlock_t io_lock;
     atomic_int refs;      /* the tree node's and each handle's */
-    struct vs_bdev *bdev; /* opened on first use, then kept */
+    struct vs_bdev *bdev; /* the whole chain; opened on first use, kept */
     _Atomic uint64_t size;
     int open_count; /* FUSE file handles */
+    int writers;    /* of which opened for writing */
     char *label;    /* "domain/image/volume" for log lines */
 };
 
 struct vs_volume *vs_volume_new(const char *label);
 void vs_volume_ref(struct vs_volume *vol);
 void vs_volume_unref(struct vs_volume *vol);
-/* The volume's block device, opening it (format over protocol) on first use
- * from STORE / OBJECT / FORMAT. */
-int vs_volume_bdev(struct vs_volume *vol, struct vs_store *store,
-                   const char *object, const char *format,
-                   struct vs_bdev **out);
+/* Install BS (a freshly opened chain) unless another thread was first; the
+ * loser's chain is closed.  Returns the installed chain. */
+struct vs_bdev *vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs);
+/* Replace the chain, with I/O held off (io_lock exclusive held by caller).
+ * Returns the old one for the caller to close or reuse. */
+struct vs_bdev *vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs);
+/* Close the chain so the next use reopens it (nobody may have it open). */
+void vs_volume_drop(struct vs_volume *vol);
 /* Register an opener; with truncate, empty the volume first (EBUSY when
  * somebody else has it open). */
-int vs_volume_open(struct vs_volume *vol, bool truncate);
-void vs_volume_release(struct vs_volume *vol);
+int vs_volume_open(struct vs_volume *vol, bool truncate, bool writable);
+void vs_volume_release(struct vs_volume *vol, bool writable);
 /* Grow to at least SIZE (no-op when already larger). */
 int vs_volume_grow(struct vs_volume *vol, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
@@ -109,6 +118,7 @@ struct vs_node {
     struct vs_node *sibling;  /* next child of parent */
     struct vs_node *hash_next;
     unsigned nchildren;
+    unsigned layers_above;    /* volumes whose backing this volume is */
     struct vs_domain *domain; /* owned by the domain node, shared below */
     struct vs_volume *vol;    /* volumes only; the node holds a ref */
 };
@@ -154,14 +164,47 @@ int vs_tree_rename(struct vs_tree *tree, struct vs_node *node,
 int vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
                       const mode_t *mode, const uid_t *uid, const gid_t *gid);
 
+/* Write ROW (NODE's new state, backing layer BACKING) to the domain's
+ * record and the catalog; on a catalog failure the record is put back. */
+int vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
+                      struct vs_cat_node *row, const struct vs_node *backing);
+/* Make ROW the node's state in memory (after vs_tree_store_row). */
+void vs_tree_replace_row(struct vs_tree *tree, struct vs_node *node,
+                         const struct vs_cat_node *row);
+
+/* ---- backing chains (chain.c) ---- */
+
+/* Resolve a backing link's text against VOL's directory: the volume it
+ * names, or -EINVAL (absolute, not a volume), -EXDEV (another domain or
+ * outside the mount), -ENOENT. */
+int vs_chain_resolve(struct vs_node *vol, const char *link,
+                     struct vs_node **out);
+/* The link text of VOL's backing ("../base" or "../../img/base"). */
+int vs_chain_link_text(struct vs_tree *tree, struct vs_node *vol, char *buf,
+                       size_t len);
+/* Make VOL (empty) a thin clone of PARENT: EEXIST, ELOOP, ENOTEMPTY (VOL has
+ * data), EBUSY (VOL open, or PARENT open for writing). */
+int vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
+                         struct vs_node *parent);
+/* Remove VOL's backing: ENOTEMPTY if VOL has data of its own. */
+int vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol);
+
 /* Attach an in-memory node for a catalog row (tree.c, used by rescan). */
 int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
 /* Drop every node below the root (rescan rebuilds them). */
 void vs_tree_detach_all(struct vs_tree *tree);
 /* Open the store and metadata area of a domain node. */
 int vs_tree_open_domain(struct vs_node *domain_node);
-/* The volume's block device (opening it on first use). */
-int vs_node_bdev(struct vs_node *vol_node, struct vs_bdev **out);
+/* The volume's chain of block devices (opening it on first use). */
+int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
+                 struct vs_bdev **out);
+/* Recount every volume's layers_above (after attaching a whole tree, where
+ * a child may come before its parent). */
+void vs_tree_count_layers(struct vs_tree *tree);
+/* The volume node with catalog id ID, or NULL. */
+struct vs_node *vs_tree_volume(struct vs_tree *tree, int64_t id);
+
+#define VS_CHAIN_MAX 256 /* layers in one backing chain */
 
 /* Bring the catalog in line with the domains found in the data directory,
  * then rebuild the in-memory tree from it.  Write lock held. */
@@ -187,10 +230,9 @@ extern struct vs_fs vs_fs;
 /* Fill ST for inode INO of NODE (lock held). */
 void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
 
-/* An open data file. */
+/* An open data file.  Requests use h->vol->bdev under vol->io_lock. */
 struct vs_handle {
     struct vs_volume *vol;
-    struct vs_bdev *bdev;
     unsigned io_flags; /* VS_IO_DIRECT when opened with O_DIRECT */
     bool writable;
 };

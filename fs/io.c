@@ -4,10 +4,11 @@
  *
  * open resolves the volume under the namespace lock once and stores a
  * handle holding a reference on it; every later request goes from the
- * handle straight to the block device, with no lock but the volume's own
- * when a write grows the size.  Reads land in a per-thread page-aligned
- * buffer (O_DIRECT on the backend needs alignment; fuse_reply_buf copies it
- * out before the thread takes the next request).
+ * handle straight to the volume's chain, holding only the volume's io_lock
+ * shared (a snapshot takes it exclusively to swap the chain's top layer). Reads
+ * land in a per-thread page-aligned buffer (O_DIRECT on the backend needs
+ * alignment; fuse_reply_buf copies it out before the thread takes the next
+ * request).
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -65,10 +66,12 @@ log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
            (unsigned long long)off, len, strerror(err));
 }
 
-/* Resolve INO to its volume and block device under the namespace lock. */
+/* Resolve INO to its volume, its chain opened, under the namespace lock.
+ * A volume that other layers use as backing only opens read-only. */
 static int
-open_volume(fuse_ino_t ino, struct vs_volume **vol, struct vs_bdev **bs)
+open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
 {
+    struct vs_bdev *bs;
     struct vs_node *node;
     int r;
 
@@ -78,8 +81,10 @@ open_volume(fuse_ino_t ino, struct vs_volume **vol, struct vs_bdev **bs)
         r = -ENOENT;
     else if (VS_INO_PART(ino) != VS_PART_FILE)
         r = -EISDIR;
+    else if (writable && node->layers_above > 0)
+        r = -EROFS;
     else
-        r = vs_node_bdev(node, bs);
+        r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0) {
         *vol = node->vol;
         vs_volume_ref(*vol);
@@ -89,15 +94,34 @@ open_volume(fuse_ino_t ino, struct vs_volume **vol, struct vs_bdev **bs)
 }
 
 static void
+io_begin(struct vs_handle *h)
+{
+    pthread_rwlock_rdlock(&h->vol->io_lock);
+}
+
+static void
+io_end(struct vs_handle *h)
+{
+    pthread_rwlock_unlock(&h->vol->io_lock);
+}
+
+static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
     struct vs_handle *h = calloc(1, sizeof(*h));
-    int r = h ? open_volume(ino, &h->vol, &h->bdev) : -ENOMEM;
+    int r = !h ? -ENOMEM
+            : writable && vs_fs.cfg->read_only
+                ? -EROFS
+                : open_volume(ino, writable, &h->vol);
 
-    if (r == 0 && writable && vs_fs.cfg->read_only)
-        r = -EROFS;
-    if (r == 0 && (r = vs_volume_open(h->vol, fi->flags & O_TRUNC)) == -EBUSY)
+    if (r == -EROFS)
+        vs_log(LOG_NOTICE,
+               "refused open for writing of inode %llu: it is "
+               "read-only (a layer other volumes are based on) (EROFS)",
+               (unsigned long long)ino);
+    if (r == 0 &&
+        (r = vs_volume_open(h->vol, fi->flags & O_TRUNC, writable)) == -EBUSY)
         vs_log(LOG_NOTICE,
                "refused open O_TRUNC '%s/data': somebody else "
                "has it open (EBUSY)",
@@ -121,7 +145,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->keep_cache = 1;
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: undo */
-        vs_volume_release(h->vol);
+        vs_volume_release(h->vol, writable);
         vs_volume_unref(h->vol);
         free(h);
     }
@@ -133,7 +157,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct vs_handle *h = handle_of(fi);
 
     (void)ino;
-    vs_volume_release(h->vol);
+    vs_volume_release(h->vol, h->writable);
     vs_volume_unref(h->vol);
     free(h);
     fuse_reply_err(req, 0);
@@ -161,7 +185,9 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    n = vs_bdev_preadv(h->bdev, &iov, 1, (uint64_t)off, h->io_flags);
+    io_begin(h);
+    n = vs_bdev_preadv(h->vol->bdev, &iov, 1, (uint64_t)off, h->io_flags);
+    io_end(h);
     if (n < 0) {
         log_io_error(h, "read", (uint64_t)off, size, (int)-n);
         fuse_reply_err(req, (int)-n);
@@ -180,13 +206,12 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     int r;
 
     (void)ino;
+    io_begin(h);
     r = vs_volume_grow(h->vol, (uint64_t)off + size);
-    if (r < 0) {
-        log_io_error(h, "grow for write", (uint64_t)off, size, -r);
-        fuse_reply_err(req, -r);
-        return;
-    }
-    n = vs_bdev_pwritev(h->bdev, &iov, 1, (uint64_t)off, h->io_flags);
+    n = r < 0 ? r
+              : vs_bdev_pwritev(h->vol->bdev, &iov, 1, (uint64_t)off,
+                                h->io_flags);
+    io_end(h);
     if (n < 0) {
         log_io_error(h, "write", (uint64_t)off, size, (int)-n);
         fuse_reply_err(req, (int)-n);
@@ -200,9 +225,12 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
          struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    int r = vs_bdev_flush(h->bdev);
+    int r;
 
     (void)ino, (void)datasync;
+    io_begin(h);
+    r = vs_bdev_flush(h->vol->bdev);
+    io_end(h);
     if (r < 0)
         log_io_error(h, "fsync", 0, 0, -r);
     fuse_reply_err(req, -r);
@@ -235,11 +263,11 @@ do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
     if (end > size)
         end = size;
     if (mode & FALLOC_FL_PUNCH_HOLE)
-        r = vs_bdev_discard(h->bdev, off, end - off);
+        r = vs_bdev_discard(h->vol->bdev, off, end - off);
     else if (mode & FALLOC_FL_ZERO_RANGE)
-        r = vs_bdev_write_zeroes(h->bdev, off, end - off, 0);
+        r = vs_bdev_write_zeroes(h->vol->bdev, off, end - off, 0);
     else
-        r = vs_bdev_allocate(h->bdev, off, end - off);
+        r = vs_bdev_allocate(h->vol->bdev, off, end - off);
     return r == -ENOTSUP ? -EOPNOTSUPP : r;
 }
 
@@ -255,7 +283,9 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
         fuse_reply_err(req, EINVAL);
         return;
     }
+    io_begin(h);
     r = do_fallocate(h, mode, (uint64_t)off, (uint64_t)length);
+    io_end(h);
     if (r < 0 && r != -EOPNOTSUPP)
         log_io_error(h, "fallocate", (uint64_t)off, (size_t)length, -r);
     fuse_reply_err(req, -r);
@@ -296,7 +326,9 @@ op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fuse_reply_err(req, ENXIO);
         return;
     }
-    pos = seek_status(h->bdev, (uint64_t)off, size, whence == SEEK_DATA);
+    io_begin(h);
+    pos = seek_status(h->vol->bdev, (uint64_t)off, size, whence == SEEK_DATA);
+    io_end(h);
     if (pos < 0)
         fuse_reply_err(req, (int)-pos);
     else if (whence == SEEK_DATA && (uint64_t)pos >= size)

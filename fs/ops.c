@@ -56,6 +56,14 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
                                                 : VS_INO(node->cat.id, part);
     st->st_atime = st->st_mtime = st->st_ctime = node->cat.created;
     st->st_blksize = 4096;
+    if (part == VS_PART_LINK) {
+        char link[2 * VS_NAME_MAX + 8];
+        int n = vs_chain_link_text(vs_fs.tree, node, link, sizeof(link));
+        st->st_mode = S_IFLNK | 0777;
+        st->st_nlink = 1;
+        st->st_size = n > 0 ? n : 0;
+        return;
+    }
     if (part == VS_PART_DIR) {
         st->st_mode = S_IFDIR | 0755;
         st->st_nlink =
@@ -67,7 +75,7 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     st->st_nlink = 1;
     st->st_uid = node->cat.uid;
     st->st_gid = node->cat.gid;
-    if (vs_node_bdev(node, &bs) == 0) {
+    if (vs_node_bdev(vs_fs.tree, node, &bs) == 0) {
         int64_t alloc = vs_bdev_allocated(bs);
         st->st_size = (off_t)atomic_load(&node->vol->size);
         st->st_blocks = alloc > 0 ? (blkcnt_t)((alloc + 511) / 512) : 0;
@@ -118,9 +126,13 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     dir = dir_node(parent, &err);
     if (!dir)
         fuse_reply_err(req, err);
+    else if (dir->cat.kind == VS_NODE_VOLUME && !strcmp(name, VS_PART_DATA))
+        reply_entry(req, dir, VS_PART_FILE);
+    else if (dir->cat.kind == VS_NODE_VOLUME &&
+             !strcmp(name, VS_PART_BACKING) && dir->cat.backing_id)
+        reply_entry(req, dir, VS_PART_LINK);
     else if (dir->cat.kind == VS_NODE_VOLUME)
-        strcmp(name, VS_PART_DATA) == 0 ? reply_entry(req, dir, VS_PART_FILE)
-                                        : (void)fuse_reply_err(req, ENOENT);
+        fuse_reply_err(req, ENOENT);
     else if ((child = vs_node_child(dir, name)))
         reply_entry(req, child, VS_PART_DIR);
     else
@@ -149,10 +161,15 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
 {
     struct vs_bdev *bs;
     uint64_t cur;
-    int r = vs_node_bdev(node, &bs);
+    int r = vs_node_bdev(vs_fs.tree, node, &bs);
 
     if (r < 0)
         return r;
+    if (node->layers_above > 0) {
+        refuse(req, EROFS, "truncate", node, VS_PART_DATA,
+               "other volumes are based on it: it is read-only");
+        return 1;
+    }
     cur = atomic_load(&node->vol->size);
     if (size < cur) {
         refuse(req, EPERM, "truncate", node, VS_PART_DATA,
@@ -161,7 +178,10 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
                (unsigned long long)cur, (unsigned long long)size);
         return 1;
     }
-    return vs_volume_grow(node->vol, size);
+    pthread_rwlock_rdlock(&node->vol->io_lock);
+    r = vs_volume_grow(node->vol, size);
+    pthread_rwlock_unlock(&node->vol->io_lock);
+    return r;
 }
 
 static int
@@ -244,7 +264,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vs_tree_rdlock(vs_fs.tree);
     dir = dir_node(ino, &err);
     snap = dir ? malloc(sizeof(*snap) +
-                        (dir->nchildren + 3) * sizeof(struct dir_entry))
+                        (dir->nchildren + 4) * sizeof(struct dir_entry))
                : NULL;
     if (dir && snap) {
         snap->n = 0;
@@ -252,6 +272,8 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         snap_add(snap, "..", dir->parent ? dir->parent : dir, VS_PART_DIR);
         if (dir->cat.kind == VS_NODE_VOLUME)
             snap_add(snap, VS_PART_DATA, dir, VS_PART_FILE);
+        if (dir->cat.kind == VS_NODE_VOLUME && dir->cat.backing_id)
+            snap_add(snap, VS_PART_BACKING, dir, VS_PART_LINK);
         for (struct vs_node *c = dir->children; c; c = c->sibling)
             snap_add(snap, c->cat.name, c, VS_PART_DIR);
         fi->fh = (uint64_t)(uintptr_t)snap;
@@ -426,12 +448,75 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
               "only mkdir creates entries; a volume's data exists already");
 }
 
+static const char *
+backing_error(int r)
+{
+    switch (r) {
+    case -EINVAL:
+        return "the target must be a relative path to a volume";
+    case -EXDEV:
+        return "the target is outside this volume's domain";
+    case -ELOOP:
+        return "the chain would loop";
+    case -ENOENT:
+        return "the target does not exist";
+    case -EEXIST:
+        return "the volume has a backing already";
+    case -ENOTEMPTY:
+        return "the volume has data of its own";
+    case -EBUSY:
+        return "the volume is open, or the target is open for writing";
+    default:
+        return strerror(-r);
+    }
+}
+
+/* ln -s TARGET vol/backing: make vol a thin clone of TARGET. */
 static void
 op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
            const char *name)
 {
-    (void)link;
-    refuse_in(req, "symlink", parent, name, "symbolic links are not kept");
+    struct vs_node *dir, *target = NULL;
+    int r, err;
+
+    vs_tree_wrlock(vs_fs.tree);
+    dir = dir_node(parent, &err);
+    if (!dir) {
+        fuse_reply_err(req, err);
+    } else if (dir->cat.kind != VS_NODE_VOLUME ||
+               strcmp(name, VS_PART_BACKING) != 0) {
+        refuse(req, EPERM, "symlink", dir, name,
+               "the only link is a volume's 'backing'");
+    } else if ((r = vs_chain_resolve(dir, link, &target)) < 0 ||
+               (r = vs_chain_set_backing(vs_fs.tree, dir, target)) < 0) {
+        refuse(req, r, "symlink", dir, name, "to '%s': %s", link,
+               backing_error(r));
+    } else {
+        vs_log(LOG_INFO, "volume '%s' now backed by '%s'", dir->cat.name,
+               target->cat.name);
+        reply_entry(req, dir, VS_PART_LINK);
+    }
+    vs_tree_unlock(vs_fs.tree);
+}
+
+static void
+op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    char link[2 * VS_NAME_MAX + 8];
+    struct vs_node *node;
+    int n = -ENOENT;
+
+    vs_tree_rdlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    if (node && VS_INO_PART(ino) == VS_PART_LINK)
+        n = vs_chain_link_text(vs_fs.tree, node, link, sizeof(link));
+    else if (node)
+        n = -EINVAL;
+    vs_tree_unlock(vs_fs.tree);
+    if (n < 0)
+        fuse_reply_err(req, -n);
+    else
+        fuse_reply_readlink(req, link);
 }
 
 static void
@@ -443,17 +528,31 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 }
 
 static void
+unlink_backing(fuse_req_t req, struct vs_node *vol)
+{
+    int r = vs_chain_clear_backing(vs_fs.tree, vol);
+
+    if (r < 0)
+        refuse(req, r, "unlink", vol, VS_PART_BACKING, "%s", backing_error(r));
+    else
+        fuse_reply_err(req, 0);
+}
+
+static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct vs_node *dir;
     int err;
 
-    vs_tree_rdlock(vs_fs.tree);
+    vs_tree_wrlock(vs_fs.tree);
     dir = dir_node(parent, &err);
     if (dir && dir->cat.kind == VS_NODE_VOLUME &&
         strcmp(name, VS_PART_DATA) == 0)
         refuse(req, EPERM, "unlink", dir, name,
                "remove the volume with rmdir instead");
+    else if (dir && dir->cat.kind == VS_NODE_VOLUME &&
+             strcmp(name, VS_PART_BACKING) == 0 && dir->cat.backing_id)
+        unlink_backing(req, dir);
     else
         fuse_reply_err(req, dir ? (vs_node_child(dir, name) ? EISDIR : ENOENT)
                                 : err);
@@ -507,6 +606,7 @@ vs_ops_init(struct fuse_lowlevel_ops *ops)
     ops->mknod = op_mknod;
     ops->create = op_create;
     ops->symlink = op_symlink;
+    ops->readlink = op_readlink;
     ops->link = op_link;
     ops->unlink = op_unlink;
     ops->statfs = op_statfs;

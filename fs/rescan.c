@@ -125,6 +125,8 @@ upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
     } else if (r < 0) {
         return r;
     }
+    if (!rec->backing_uuid[0])
+        row.backing_id = 0; /* a backing is linked in link_backings */
     row.kind = (enum vs_node_kind)rec->kind;
     row.parent_id = parent_id;
     row.created = rec->created;
@@ -149,6 +151,71 @@ upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
         r = mark_seen(s, rec->uuid);
     }
     return r == -EEXIST ? 0 : r;
+}
+
+/* Second pass: link each volume to its backing row (a snapshot's row can be
+ * newer than its child's, so this waits until every row exists). */
+static int
+link_backings(struct scan *s)
+{
+    for (size_t i = 0; i < s->nrecs; i++) {
+        const struct vs_record *rec = &s->recs[i];
+        struct vs_cat_node row, parent;
+        int r;
+        if (rec->kind != VS_REC_VOLUME || !rec->backing_uuid[0] ||
+            vs_catalog_get_by_uuid(s->tree->cat, rec->uuid, &row) < 0)
+            continue;
+        r = vs_catalog_get_by_uuid(s->tree->cat, rec->backing_uuid, &parent);
+        if (r == -ENOENT) {
+            vs_log(LOG_ERR,
+                   "domain '%s': volume '%s' (%s): its backing %s "
+                   "is missing; reads will fail",
+                   s->location, rec->name, rec->uuid, rec->backing_uuid);
+            continue;
+        }
+        if (r < 0)
+            return r;
+        if (row.backing_id == parent.id)
+            continue;
+        row.backing_id = parent.id;
+        r = vs_catalog_update(s->tree->cat, &row);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Is some volume record based on UUID? */
+static bool
+has_child_layer(const struct scan *s, const char *uuid)
+{
+    for (size_t i = 0; i < s->nrecs; i++)
+        if (s->recs[i].kind == VS_REC_VOLUME &&
+            strcmp(s->recs[i].backing_uuid, uuid) == 0)
+            return true;
+    return false;
+}
+
+/* A snapshot that a crash interrupted: if the live layer already sits on
+ * it, finish (clear the mark); if not, drop its record (its object is still
+ * the live volume's). */
+static void
+settle_snapshot(struct vs_meta_area *meta, struct scan *s,
+                struct vs_record *rec)
+{
+    bool keep = has_child_layer(s, rec->uuid);
+    int r;
+
+    if (keep) {
+        rec->flags &= ~(uint32_t)VS_RECF_PENDING;
+        r = vs_meta_area_write(meta, rec);
+    } else {
+        r = vs_meta_area_free(meta, rec->slot);
+        rec->kind = VS_REC_FREE;
+    }
+    vs_log(LOG_NOTICE, "snapshot '%s' (%s): interrupted; %s%s", rec->name,
+           rec->uuid, keep ? "completed" : "rolled back",
+           r < 0 ? " (failed, will retry)" : "");
 }
 
 /* Mirror images, then the volumes of each image. */
@@ -205,10 +272,13 @@ scan_domain(struct scan *s, const char *location)
         r = vs_meta_area_open(st, false, &meta);
     if (r == 0)
         r = vs_meta_area_load(meta, keep_record, report_damage, s);
-    for (size_t i = 0; r == 0 && i < s->nrecs; i++)
-        if (s->recs[i].kind == VS_REC_VOLUME &&
-            (s->recs[i].flags & VS_RECF_REMOVING))
-            finish_removal(st, meta, &s->recs[i]);
+    for (size_t i = 0; r == 0 && i < s->nrecs; i++) {
+        struct vs_record *rec = &s->recs[i];
+        if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_REMOVING))
+            finish_removal(st, meta, rec);
+        else if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_PENDING))
+            settle_snapshot(meta, s, rec);
+    }
     vs_meta_area_close(meta);
     if (r < 0) {
         vs_store_close(st);
@@ -237,6 +307,8 @@ scan_domain(struct scan *s, const char *location)
     r = upsert(s, dom, 0, &dom_id);
     if (r == 0)
         r = mirror_children(s, dom, dom_id);
+    if (r == 0)
+        r = link_backings(s);
     report_orphans(s);
     return r;
 }
@@ -345,5 +417,6 @@ vs_tree_rescan(struct vs_tree *tree)
     free(s.seen);
     if (r == 0)
         r = vs_catalog_foreach(tree->cat, attach_row, tree);
+    vs_tree_count_layers(tree);
     return r;
 }

@@ -24,6 +24,9 @@
 #define DIR_MODE 0755
 #define DATA_MODE 0600
 
+static void count_layer(struct vs_tree *tree, const struct vs_node *node,
+                        int delta);
+
 /* ---- the id index ---- */
 
 static size_t
@@ -188,6 +191,7 @@ node_free(struct vs_node *node)
 static void
 node_detach(struct vs_tree *tree, struct vs_node *node)
 {
+    count_layer(tree, node, -1);
     unlink_child(node);
     hash_remove(tree, node);
     node_free(node);
@@ -242,6 +246,7 @@ node_insert(struct vs_tree *tree, struct vs_node *parent, struct vs_node *node)
         unlink_child(node);
         return -ENOMEM;
     }
+    count_layer(tree, node, +1);
     return 0;
 }
 
@@ -284,11 +289,79 @@ vs_tree_detach_all(struct vs_tree *tree)
     detach_subtree(tree, &tree->root);
 }
 
-int
-vs_node_bdev(struct vs_node *node, struct vs_bdev **out)
+struct vs_node *
+vs_tree_volume(struct vs_tree *tree, int64_t id)
 {
-    return vs_volume_bdev(node->vol, node->domain->store, node->cat.object,
-                          node->cat.format, out);
+    struct vs_node *n =
+        id > 0 ? vs_tree_node(tree, VS_INO(id, VS_PART_DIR)) : NULL;
+
+    return n && n->cat.kind == VS_NODE_VOLUME ? n : NULL;
+}
+
+/* Open NODE's layer and, below it, its parents: format over object over
+ * the backing chain.  Parents open read-only: they have children. */
+static int
+open_layer(struct vs_tree *tree, struct vs_node *node, unsigned flags,
+           int depth, struct vs_bdev **out)
+{
+    struct vs_bdev *file = NULL, *backing = NULL;
+    struct vs_node *parent;
+    int r = 0;
+
+    if (depth > VS_CHAIN_MAX)
+        return -ELOOP;
+    if (node->cat.backing_id) {
+        parent = vs_tree_volume(tree, node->cat.backing_id);
+        r = parent ? open_layer(tree, parent, VS_OPEN_RDONLY | VS_OPEN_DIRECT,
+                                depth + 1, &backing)
+                   : -ENOLINK;
+    }
+    if (r == 0)
+        r = vs_object_open(node->domain->store, node->cat.object, flags,
+                           node->vol->label, &file);
+    if (r == 0)
+        r = vs_format_open(node->cat.format, file, backing, flags, out);
+    if (r < 0) {
+        vs_bdev_close(file);
+        vs_bdev_close(backing);
+    }
+    return r;
+}
+
+int
+vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
+{
+    struct vs_bdev *bs;
+    int r;
+
+    if ((*out = node->vol->bdev))
+        return 0;
+    r = open_layer(tree, node, VS_OPEN_DIRECT, 0, &bs);
+    if (r < 0)
+        return r;
+    *out = vs_volume_install(node->vol, bs);
+    return 0;
+}
+
+void
+vs_tree_count_layers(struct vs_tree *tree)
+{
+    for (size_t i = 0; i < tree->hash_size; i++)
+        for (struct vs_node *n = tree->hash[i]; n; n = n->hash_next)
+            n->layers_above = 0;
+    for (size_t i = 0; i < tree->hash_size; i++)
+        for (struct vs_node *n = tree->hash[i]; n; n = n->hash_next)
+            count_layer(tree, n, +1);
+}
+
+/* Keep the parents' count of layers above them in step with NODE. */
+static void
+count_layer(struct vs_tree *tree, const struct vs_node *node, int delta)
+{
+    struct vs_node *parent = vs_tree_volume(tree, node->cat.backing_id);
+
+    if (node->cat.kind == VS_NODE_VOLUME && parent)
+        parent->layers_above += (unsigned)delta;
 }
 
 /* ---- opening ---- */
@@ -395,9 +468,11 @@ vs_tree_close(struct vs_tree *tree)
 
 /* ---- creating ---- */
 
+/* The record for ROW under PARENT; BACKING is its backing volume's node
+ * (NULL: none, or look it up by row->backing_id when LOOKUP is set). */
 static void
 record_from_row(const struct vs_node *parent, const struct vs_cat_node *row,
-                struct vs_record *rec)
+                const struct vs_node *backing, struct vs_record *rec)
 {
     memset(rec, 0, sizeof(*rec));
     rec->kind = (enum vs_record_kind)row->kind;
@@ -411,6 +486,48 @@ record_from_row(const struct vs_node *parent, const struct vs_cat_node *row,
     memcpy(rec->object, row->object, sizeof(rec->object));
     if (parent && parent->cat.kind != VS_NODE_ROOT)
         memcpy(rec->parent_uuid, parent->cat.uuid, sizeof(rec->parent_uuid));
+    if (backing)
+        memcpy(rec->backing_uuid, backing->cat.uuid, sizeof(rec->backing_uuid));
+}
+
+/* The record of NODE as it stands (with its backing's uuid). */
+static void
+node_record(struct vs_tree *tree, const struct vs_node *node,
+            struct vs_record *rec)
+{
+    record_from_row(node->parent, &node->cat,
+                    vs_tree_volume(tree, node->cat.backing_id), rec);
+}
+
+int
+vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
+                  struct vs_cat_node *row, const struct vs_node *backing)
+{
+    struct vs_record rec;
+    int r;
+
+    record_from_row(node->parent, row, backing, &rec);
+    r = vs_meta_area_write(node->domain->meta, &rec);
+    if (r < 0)
+        return r;
+    row->generation = rec.generation;
+    r = vs_catalog_update(tree->cat, row);
+    if (r < 0) {
+        /* put the record back so the catalog and the domain agree */
+        node_record(tree, node, &rec);
+        rec.generation = row->generation;
+        vs_meta_area_write(node->domain->meta, &rec);
+    }
+    return r;
+}
+
+void
+vs_tree_replace_row(struct vs_tree *tree, struct vs_node *node,
+                    const struct vs_cat_node *row)
+{
+    count_layer(tree, node, -1);
+    node->cat = *row;
+    count_layer(tree, node, +1);
 }
 
 static void
@@ -437,7 +554,7 @@ publish_node(struct vs_tree *tree, struct vs_node *parent,
     struct vs_node *node;
     int r;
 
-    record_from_row(parent, row, &rec);
+    record_from_row(parent, row, vs_tree_volume(tree, row->backing_id), &rec);
     r = vs_meta_area_write(dom->meta, &rec);
     if (r < 0)
         return r;
@@ -558,11 +675,11 @@ vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent, const char *name,
 
 /* Write the node's record again with FLAGS added. */
 static int
-mark_record(struct vs_node *node, uint32_t flags)
+mark_record(struct vs_tree *tree, struct vs_node *node, uint32_t flags)
 {
     struct vs_record rec;
 
-    record_from_row(node->parent, &node->cat, &rec);
+    node_record(tree, node, &rec);
     rec.flags |= flags;
     return vs_meta_area_write(node->domain->meta, &rec);
 }
@@ -571,7 +688,7 @@ static int
 remove_domain(struct vs_tree *tree, struct vs_node *node)
 {
     struct vs_domain *dom = node->domain;
-    int r = mark_record(node, VS_RECF_REMOVING);
+    int r = mark_record(tree, node, VS_RECF_REMOVING);
 
     if (r < 0)
         return r;
@@ -593,7 +710,7 @@ static int
 remove_volume(struct vs_tree *tree, struct vs_node *node)
 {
     struct vs_domain *dom = node->domain;
-    int r = mark_record(node, VS_RECF_REMOVING);
+    int r = mark_record(tree, node, VS_RECF_REMOVING);
 
     if (r < 0)
         return r;
@@ -638,7 +755,6 @@ int
 vs_tree_rename(struct vs_tree *tree, struct vs_node *node, const char *newname)
 {
     struct vs_cat_node row = node->cat;
-    struct vs_record rec;
     int r = vs_name_check(newname);
 
     if (r < 0)
@@ -646,21 +762,11 @@ vs_tree_rename(struct vs_tree *tree, struct vs_node *node, const char *newname)
     if (vs_node_child(node->parent, newname))
         return -EEXIST;
     snprintf(row.name, sizeof(row.name), "%s", newname);
-    record_from_row(node->parent, &row, &rec);
-    r = vs_meta_area_write(node->domain->meta, &rec);
-    if (r < 0)
-        return r;
-    row.generation = rec.generation;
-    r = vs_catalog_update(tree->cat, &row);
-    if (r < 0) {
-        /* put the record back so the catalog and the domain agree */
-        record_from_row(node->parent, &node->cat, &rec);
-        rec.generation = row.generation;
-        vs_meta_area_write(node->domain->meta, &rec);
-        return r;
-    }
-    node->cat = row;
-    return 0;
+    r = vs_tree_store_row(tree, node, &row,
+                          vs_tree_volume(tree, node->cat.backing_id));
+    if (r == 0)
+        node->cat = row;
+    return r;
 }
 
 int

@@ -1,8 +1,9 @@
 /*
- * A volume's run-time state: its block device (the format driver over the
- * protocol object), opened on first use and then kept for the life of the
- * volume so that every open(2) of `data` shares one backend open; its size;
- * and who has it open, which decides whether a shrink is allowed.
+ * A volume's run-time state: its chain of block devices (this layer's
+ * format driver over its protocol object, over the parent layers), opened
+ * on first use and then kept for the life of the volume so that every
+ * open(2) of `data` shares one backend open; its size; and who has it
+ * open, which decides whether a shrink or a new child is allowed.
  *
  * The size is an atomic so the write path reads it without a lock; only
  * size changes and the opener count take vol->lock.
@@ -27,6 +28,7 @@ vs_volume_new(const char *label)
         return NULL;
     }
     pthread_mutex_init(&vol->lock, NULL);
+    pthread_rwlock_init(&vol->io_lock, NULL);
     atomic_init(&vol->refs, 1);
     return vol;
 }
@@ -43,50 +45,52 @@ vs_volume_unref(struct vs_volume *vol)
     if (!vol || atomic_fetch_sub(&vol->refs, 1) != 1)
         return;
     vs_bdev_close(vol->bdev);
+    pthread_rwlock_destroy(&vol->io_lock);
     pthread_mutex_destroy(&vol->lock);
     free(vol->label);
     free(vol);
 }
 
-/* Open FORMAT over OBJECT of STORE; caller holds vol->lock. */
-static int
-open_stack(struct vs_volume *vol, struct vs_store *store, const char *object,
-           const char *format)
+struct vs_bdev *
+vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs)
 {
-    struct vs_bdev *file = NULL, *top = NULL;
-    int64_t size;
-    int r;
-
-    r = vs_object_open(store, object, VS_OPEN_DIRECT, vol->label, &file);
-    if (r < 0)
-        return r;
-    r = vs_format_open(format, file, NULL, 0, &top);
-    if (r < 0) {
-        vs_bdev_close(file);
-        return r;
-    }
-    size = vs_bdev_size(top);
-    if (size < 0) {
-        vs_bdev_close(top);
-        return (int)size;
-    }
-    atomic_store(&vol->size, (uint64_t)size);
-    vol->bdev = top;
-    return 0;
-}
-
-int
-vs_volume_bdev(struct vs_volume *vol, struct vs_store *store,
-               const char *object, const char *format, struct vs_bdev **out)
-{
-    int r = 0;
+    struct vs_bdev *loser = NULL;
+    int64_t size = vs_bdev_size(bs);
 
     pthread_mutex_lock(&vol->lock);
-    if (!vol->bdev)
-        r = open_stack(vol, store, object, format);
-    *out = vol->bdev;
+    if (vol->bdev) {
+        loser = bs;
+    } else {
+        vol->bdev = bs;
+        atomic_store(&vol->size, size > 0 ? (uint64_t)size : 0);
+    }
+    bs = vol->bdev;
     pthread_mutex_unlock(&vol->lock);
-    return r;
+    vs_bdev_close(loser);
+    return bs;
+}
+
+struct vs_bdev *
+vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs)
+{
+    struct vs_bdev *old;
+    int64_t size = bs ? vs_bdev_size(bs) : 0;
+
+    pthread_mutex_lock(&vol->lock);
+    old = vol->bdev;
+    vol->bdev = bs;
+    if (bs)
+        atomic_store(&vol->size, size > 0 ? (uint64_t)size : 0);
+    pthread_mutex_unlock(&vol->lock);
+    return old;
+}
+
+void
+vs_volume_drop(struct vs_volume *vol)
+{
+    pthread_rwlock_wrlock(&vol->io_lock);
+    vs_bdev_close(vs_volume_swap(vol, NULL));
+    pthread_rwlock_unlock(&vol->io_lock);
 }
 
 /* Set the size through the block device; caller holds vol->lock. */
@@ -101,7 +105,7 @@ resize_locked(struct vs_volume *vol, uint64_t size)
 }
 
 int
-vs_volume_open(struct vs_volume *vol, bool truncate)
+vs_volume_open(struct vs_volume *vol, bool truncate, bool writable)
 {
     int r = 0;
 
@@ -110,17 +114,20 @@ vs_volume_open(struct vs_volume *vol, bool truncate)
         r = -EBUSY;
     else if (truncate && atomic_load(&vol->size) > 0)
         r = resize_locked(vol, 0);
-    if (r == 0)
+    if (r == 0) {
         vol->open_count++;
+        vol->writers += writable;
+    }
     pthread_mutex_unlock(&vol->lock);
     return r;
 }
 
 void
-vs_volume_release(struct vs_volume *vol)
+vs_volume_release(struct vs_volume *vol, bool writable)
 {
     pthread_mutex_lock(&vol->lock);
     vol->open_count--;
+    vol->writers -= writable;
     pthread_mutex_unlock(&vol->lock);
 }
 

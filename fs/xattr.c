@@ -60,7 +60,7 @@ static int64_t
 volume_bytes(struct vs_node *node, bool alloc)
 {
     struct vs_bdev *bs;
-    int r = vs_node_bdev(node, &bs);
+    int r = vs_node_bdev(vs_fs.tree, node, &bs);
 
     if (r < 0)
         return r;
@@ -307,7 +307,7 @@ do_shrink(struct vs_node *node, const char *value, size_t size)
     int r = parse_bytes(value, size, &bytes);
 
     if (r == 0)
-        r = vs_node_bdev(node, &bs);
+        r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0)
         r = vs_volume_shrink(node->vol, bytes);
     if (r == 0)

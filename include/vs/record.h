@@ -69,6 +69,11 @@ struct vs_record {
 enum vs_record_flags {
     VS_RECF_READONLY = 1 << 0, /* a frozen layer (snapshot, has children) */
     VS_RECF_REMOVING = 1 << 1, /* removal started: finish it on rescan */
+    /* a snapshot being taken: kept if a volume names it as backing, else
+     * dropped on rescan */
+    VS_RECF_PENDING = 1 << 2,
+    VS_RECF_MERGE_CHILD = 1 << 3,  /* being merged into its child */
+    VS_RECF_MERGE_PARENT = 1 << 4, /* being merged into its parent */
 };
 
 /* Encode REC into BUF (VS_RECORD_SIZE bytes), computing the CRC.  -EINVAL if

@@ -1,0 +1,224 @@
+/*
+ * Backing chains in the namespace: the `backing` symlink of a volume.
+ *
+ * `ln -s ../base vol/backing` makes VOL a thin clone of BASE: VOL's empty
+ * raw object is replaced by a new qcow2 object whose header names BASE's
+ * object as its backing file (so qemu-img follows the chain on the backend
+ * directly), VOL's record names BASE's uuid as backing, and BASE becomes
+ * read-only.  The link text is resolved against the volume's directory in
+ * the tree, component by component, never as a path on the storage.
+ *
+ * Every change goes storage -> record -> catalog -> memory like tree.c;
+ * a crash between steps leaves at most an orphan object, which a rescan
+ * reports.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "vs/log.h"
+#include "vs/names.h"
+#include "vs/util.h"
+
+/* Step from NODE along one link component. */
+static int
+step(struct vs_node *node, const char *comp, struct vs_node **out)
+{
+    if (strcmp(comp, ".") == 0 || comp[0] == '\0') {
+        *out = node;
+    } else if (strcmp(comp, "..") == 0) {
+        if (node->cat.kind == VS_NODE_ROOT)
+            return -EXDEV; /* above the mount */
+        *out = node->parent;
+    } else if (node->cat.kind == VS_NODE_VOLUME) {
+        return -EINVAL; /* data, backing: not volumes */
+    } else if (!(*out = vs_node_child(node, comp))) {
+        return -ENOENT;
+    }
+    return 0;
+}
+
+int
+vs_chain_resolve(struct vs_node *vol, const char *link, struct vs_node **out)
+{
+    char *copy, *save = NULL;
+    struct vs_node *node = vol;
+    int r = 0;
+
+    if (link[0] == '/')
+        return -EINVAL; /* QEMU would leave the mount */
+    copy = strdup(link);
+    if (!copy)
+        return -ENOMEM;
+    for (char *c = strtok_r(copy, "/", &save); c && r == 0;
+         c = strtok_r(NULL, "/", &save))
+        r = step(node, c, &node);
+    free(copy);
+    if (r < 0)
+        return r;
+    if (node->cat.kind != VS_NODE_VOLUME)
+        return node->domain == vol->domain || !node->domain ? -EINVAL : -EXDEV;
+    if (node->domain != vol->domain)
+        return -EXDEV;
+    *out = node;
+    return 0;
+}
+
+int
+vs_chain_link_text(struct vs_tree *tree, struct vs_node *vol, char *buf,
+                   size_t len)
+{
+    struct vs_node *parent = vs_tree_volume(tree, vol->cat.backing_id);
+
+    if (!parent)
+        return -ENOENT;
+    if (parent->parent == vol->parent)
+        return snprintf(buf, len, "../%s", parent->cat.name);
+    return snprintf(buf, len, "../../%s/%s", parent->parent->cat.name,
+                    parent->cat.name);
+}
+
+/* Does CANDIDATE appear in the chain below (and including) FROM? */
+static bool
+in_chain(struct vs_tree *tree, struct vs_node *from, struct vs_node *candidate)
+{
+    for (int depth = 0; from && depth <= VS_CHAIN_MAX; depth++) {
+        if (from == candidate)
+            return true;
+        from = vs_tree_volume(tree, from->cat.backing_id);
+    }
+    return false;
+}
+
+static int
+open_count(struct vs_volume *vol, int *writers)
+{
+    int n;
+
+    pthread_mutex_lock(&vol->lock);
+    n = vol->open_count;
+    if (writers)
+        *writers = vol->writers;
+    pthread_mutex_unlock(&vol->lock);
+    return n;
+}
+
+/* Create object NAME holding an empty image of FORMAT over PARENT. */
+static int
+make_layer(struct vs_store *st, const char *name, const char *format,
+           uint64_t size, const struct vs_node *parent, const char *label)
+{
+    struct vs_bdev *file;
+    int r = vs_object_create(st, name, 0);
+
+    if (r < 0)
+        return r;
+    r = vs_object_open(st, name, 0, label, &file);
+    if (r == 0) {
+        r = vs_format_create(format, file, size,
+                             parent ? parent->cat.object : NULL,
+                             parent ? parent->cat.format : NULL);
+        if (r == 0)
+            r = vs_bdev_flush(file);
+        vs_bdev_close(file);
+    }
+    if (r < 0)
+        vs_object_remove(st, name);
+    return r;
+}
+
+/* Point VOL at a new object of FORMAT over PARENT (NULL: an empty raw
+ * base): new object, record, catalog, then the old object goes. */
+static int
+relayer(struct vs_tree *tree, struct vs_node *vol, const char *format,
+        struct vs_node *parent, uint64_t size)
+{
+    struct vs_store *st = vol->domain->store;
+    struct vs_cat_node row = vol->cat;
+    char old_object[VS_OBJECT_MAX + 1];
+    int r;
+
+    vs_uuid_generate(row.object);
+    snprintf(row.format, sizeof(row.format), "%s", format);
+    row.backing_id = parent ? parent->cat.id : 0;
+    r = make_layer(st, row.object, format, size, parent, vol->vol->label);
+    if (r < 0)
+        return r;
+    r = vs_tree_store_row(tree, vol, &row, parent);
+    if (r < 0) {
+        vs_object_remove(st, row.object);
+        return r;
+    }
+    memcpy(old_object, vol->cat.object, sizeof(old_object));
+    vs_tree_replace_row(tree, vol, &row);
+    vs_volume_drop(vol->vol);
+    if (vs_object_remove(st, old_object) < 0)
+        vs_log(LOG_WARNING, "volume '%s': old object '%s' not removed",
+               vol->vol->label, old_object);
+    return 0;
+}
+
+int
+vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
+                     struct vs_node *parent)
+{
+    struct vs_bdev *bs;
+    int64_t alloc, size;
+    int writers = 0, r;
+
+    if (vol->cat.backing_id)
+        return -EEXIST;
+    if (parent == vol || in_chain(tree, parent, vol))
+        return -ELOOP;
+    r = vs_node_bdev(tree, vol, &bs);
+    if (r < 0)
+        return r;
+    alloc = vs_bdev_allocated(bs);
+    if (atomic_load(&vol->vol->size) > 0 || alloc > 0 || vol->layers_above > 0)
+        return -ENOTEMPTY;
+    if (open_count(vol->vol, NULL) > 0)
+        return -EBUSY;
+    r = vs_node_bdev(tree, parent, &bs);
+    if (r < 0)
+        return r;
+    open_count(parent->vol, &writers);
+    if (writers > 0)
+        return -EBUSY; /* it is about to become read-only */
+    size = (int64_t)atomic_load(&parent->vol->size);
+    return relayer(tree, vol, "qcow2", parent, (uint64_t)size);
+}
+
+/* Does the top layer of BS own any byte (data or zeros)? */
+static int
+owns_anything(struct vs_bdev *bs, uint64_t size)
+{
+    for (uint64_t off = 0, pnum; off < size; off += pnum) {
+        int st = vs_bdev_block_status(bs, off, size - off, &pnum);
+        if (st < 0)
+            return st;
+        if (st & VS_BS_ALLOCATED)
+            return 1;
+        if (pnum == 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+int
+vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol)
+{
+    struct vs_bdev *bs;
+    int r;
+
+    if (!vol->cat.backing_id)
+        return -ENOENT;
+    r = vs_node_bdev(tree, vol, &bs);
+    if (r == 0)
+        r = owns_anything(bs, atomic_load(&vol->vol->size));
+    if (r != 0)
+        return r > 0 ? -ENOTEMPTY : r;
+    if (open_count(vol->vol, NULL) > 0 || vol->layers_above > 0)
+        return -EBUSY;
+    return relayer(tree, vol, "raw", NULL, 0);
+}
