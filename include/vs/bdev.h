@@ -21,6 +21,10 @@ const struct vs_driver *vs_driver_for_location(const char *location);
 /* Call fn for each registered driver, in registration order. */
 void vs_driver_foreach(void (*fn)(const struct vs_driver *drv, void *arg),
                        void *arg);
+/* Add DRV after the compiled-in drivers (test harnesses only: the crash
+ * simulator).  Call before any other thread uses the registry.  -EEXIST if
+ * the name is taken, -EINVAL if DRV is unusable, -ENOSPC when full. */
+int vs_driver_register_extra(const struct vs_driver *drv);
 
 /* ---- stores (a domain's storage) ---- */
 
