@@ -207,8 +207,8 @@ run_sequence(struct vs_meta_area *area)
 
 struct expect {
     const struct vs_record *req[MAX_SLOTS]; /* live at the last flush */
-    const struct mop *inflight[MAX_OPS];    /* begun, not completed */
-    size_t ninflight;
+    const struct mop *in_flight[MAX_OPS];   /* begun, not completed */
+    size_t nin_flight;
 };
 
 static void
@@ -219,7 +219,7 @@ expect_for(size_t k, struct expect *e)
         if (ops[i].f_end <= k)
             e->req[ops[i].slot] = ops[i].is_free ? NULL : &ops[i].rec;
         else if (ops[i].f_start <= k)
-            e->inflight[e->ninflight++] = &ops[i];
+            e->in_flight[e->nin_flight++] = &ops[i];
     }
 }
 
@@ -230,8 +230,8 @@ allowed(const struct expect *e, const struct vs_record *rec)
 {
     if (e->req[rec->slot] != NULL && rec_equal(e->req[rec->slot], rec))
         return true;
-    for (size_t i = 0; i < e->ninflight; i++) {
-        if (!e->inflight[i]->is_free && rec_equal(&e->inflight[i]->rec, rec))
+    for (size_t i = 0; i < e->nin_flight; i++) {
+        if (!e->in_flight[i]->is_free && rec_equal(&e->in_flight[i]->rec, rec))
             return true;
     }
     return false;
@@ -244,8 +244,8 @@ may_be_absent(const struct expect *e, uint32_t slot)
 {
     if (e->req[slot] == NULL)
         return true;
-    for (size_t i = 0; i < e->ninflight; i++) {
-        if (e->inflight[i]->is_free && e->inflight[i]->slot == slot)
+    for (size_t i = 0; i < e->nin_flight; i++) {
+        if (e->in_flight[i]->is_free && e->in_flight[i]->slot == slot)
             return true;
     }
     return false;
@@ -407,8 +407,8 @@ compare(const struct crashsim_state *cs, const struct expect *e,
 {
     for (uint32_t s = 0; s < MAX_SLOTS; s++) {
         if (l->have[s] && !allowed(e, &l->got[s])) {
-            t.wrong += e->req[s] != NULL || e->ninflight > 0;
-            t.resurrected += e->req[s] == NULL && e->ninflight == 0;
+            t.wrong += e->req[s] != NULL || e->nin_flight > 0;
+            t.resurrected += e->req[s] == NULL && e->nin_flight == 0;
             diag_state(cs, "slot %u shows '%s' generation %" PRIu64, s,
                        l->got[s].name, l->got[s].generation);
         }

@@ -76,10 +76,8 @@
 #ifndef SLOW_BUILD
 #define SLOW_BUILD 0
 #endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
+#ifdef HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
-#endif
 #endif
 #ifndef RUNNING_ON_VALGRIND
 #define RUNNING_ON_VALGRIND 0
@@ -179,7 +177,7 @@ static void
 fill(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9) + 1);
+        buf[i] = (uint8_t)((size_t)seed * 131 + i * 7 + (i >> 9) + 1);
 }
 
 static int
@@ -445,21 +443,19 @@ slurp(FILE *f)
     size_t len = 0, cap = 65536, n;
     char *buf = malloc(cap), *p;
 
-    while (buf != NULL) {
-        if (cap - len < 2) {
-            p = realloc(buf, cap * 2);
-            if (p == NULL)
-                break;
-            buf = p;
-            cap *= 2;
-        }
-        n = fread(buf + len, 1, cap - len - 1, f);
-        if (n == 0)
-            break;
+    if (buf == NULL)
+        return NULL;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += n;
+        if (cap - len > 1)
+            continue;
+        p = realloc(buf, cap * 2);
+        if (p == NULL)
+            break; /* keep what fits */
+        buf = p;
+        cap *= 2;
     }
-    if (buf != NULL)
-        buf[len] = '\0';
+    buf[len] = '\0';
     return buf;
 }
 
@@ -613,7 +609,9 @@ check_data(struct seq *s, const struct crashsim_state *cs, struct vs_bdev *bs,
         if (s->win[w].off + len > (uint64_t)size)
             len = (uint64_t)size - s->win[w].off;
         buf = malloc(len);
-        n = buf != NULL ? vs_bdev_pread(bs, buf, len, s->win[w].off) : -ENOMEM;
+        if (buf == NULL)
+            return false;
+        n = vs_bdev_pread(bs, buf, len, s->win[w].off);
         if (n != (ssize_t)len) {
             free(buf);
             s->t.data_fail++;
@@ -788,6 +786,7 @@ test_single(void)
         !seq_window(&s, 0, A_SIZE) ||
         !seq_window(&s, A_GROW - 256 * KiB, 256 * KiB)) {
         check(false, NULL, "set up sequence a-d");
+        seq_free(&s);
         return;
     }
     k[0] = flushes(&s);
@@ -876,6 +875,7 @@ test_overlay(void)
     if (!seq_init(&s, "overlay", "overlay", NULL, 0) ||
         !seq_window(&s, 0, A_SIZE)) {
         check(false, NULL, "set up sequence e");
+        seq_free(&s);
         return;
     }
     bdisk = make_base(s.cur.win[0]);
@@ -937,6 +937,10 @@ qemu_made(const char *opts, const char *size, uint8_t **data)
             len = (size_t)sb.st_size;
     }
     close(fd);
+    if (len == 0) {
+        free(*data);
+        *data = NULL;
+    }
     return len;
 }
 
@@ -953,14 +957,19 @@ test_small_clusters(void)
     size_t k0, k1;
     bool good;
 
-    if (len == 0 || !seq_init(&s, "small", "small", img, len) ||
-        !seq_window(&s, 0, F_SIZE) ||
-        !seq_window(&s, F_GROW - 64 * KiB, 64 * KiB)) {
-        check(false, NULL, "set up sequence f (qemu-img create)");
-        free(img);
+    if (len == 0) {
+        check(false, NULL, "set up sequence f: qemu-img create");
         return;
     }
+    good = seq_init(&s, "small", "small", img, len) &&
+           seq_window(&s, 0, F_SIZE) &&
+           seq_window(&s, F_GROW - 64 * KiB, 64 * KiB);
     free(img);
+    if (!good) {
+        check(false, NULL, "set up sequence f");
+        seq_free(&s);
+        return;
+    }
     k0 = flushes(&s);
     good = op_open(&s);
     for (uint64_t off = 0; good && off < 256 * KiB; off += 16 * KiB)
@@ -1010,14 +1019,19 @@ test_table_growth(void)
     size_t k0, k1;
     bool good;
 
-    if (len == 0 || !seq_init(&s, "rtgrow", "rtgrow", img, len) ||
-        !seq_window(&s, 0, 64 * KiB) ||
-        !seq_window(&s, G_DATA - 64 * KiB, 64 * KiB)) {
-        check(false, NULL, "set up sequence g (qemu-img create)");
-        free(img);
+    if (len == 0) {
+        check(false, NULL, "set up sequence g: qemu-img create");
         return;
     }
+    good = seq_init(&s, "rtgrow", "rtgrow", img, len) &&
+           seq_window(&s, 0, 64 * KiB) &&
+           seq_window(&s, G_DATA - 64 * KiB, 64 * KiB);
     free(img);
+    if (!good) {
+        check(false, NULL, "set up sequence g");
+        seq_free(&s);
+        return;
+    }
     s.opts.max_states = slow ? 12 : 24;
     s.opts.random_states = 4;
     k0 = flushes(&s);
