@@ -57,9 +57,14 @@ static uint8_t zero_buf[ZERO_CHUNK] __attribute__((aligned(4096)));
     })
 
 static int
-check_writable(const struct vs_bdev *bs)
+check_writable(struct vs_bdev *bs)
 {
-    return (bs->open_flags & VS_OPEN_RDONLY) ? -EROFS : 0;
+    if (bs->open_flags & VS_OPEN_RDONLY)
+        return -EROFS;
+    /* remember the write for flushes from a layer above (see flush) */
+    if (!__atomic_load_n(&bs->dirty, __ATOMIC_RELAXED))
+        __atomic_store_n(&bs->dirty, 1, __ATOMIC_RELAXED);
+    return 0;
 }
 
 /* ---- size and allocation ---- */
@@ -190,7 +195,14 @@ vs_bdev_flush(struct vs_bdev *bs)
 
     if (r < 0)
         return r;
-    r = flush_cb != NULL ? flush_cb(bs) : 0;
+    /* A backing layer that was written (the old top of a volume that a
+     * snapshot froze) is flushed with the first flush of the layer above,
+     * so a snapshot needs no flush of its own. */
+    if (bs->backing && __atomic_load_n(&bs->backing->dirty, __ATOMIC_ACQUIRE))
+        r = vs_bdev_flush(bs->backing);
+    __atomic_store_n(&bs->dirty, 0, __ATOMIC_RELEASE);
+    if (r == 0)
+        r = flush_cb != NULL ? flush_cb(bs) : 0;
     if (r == 0 && bs->file != NULL)
         r = vs_bdev_flush(bs->file);
     return r < 0 ? flush_fail(bs, r) : 0;

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs.h"
 #include "vs/log.h"
@@ -221,4 +222,104 @@ vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol)
     if (open_count(vol->vol, NULL) > 0 || vol->layers_above > 0)
         return -EBUSY;
     return relayer(tree, vol, "raw", NULL, 0);
+}
+
+/* Open the new top layer X over the current chain, which becomes its
+ * backing (read-only from now on, still the same open files). */
+static int
+open_new_top(struct vs_node *vol, const char *object, struct vs_bdev *old,
+             struct vs_bdev **out)
+{
+    struct vs_bdev *file;
+    int r = vs_object_open(vol->domain->store, object, VS_OPEN_DIRECT,
+                           vol->vol->label, &file);
+
+    if (r == 0 && (r = vs_format_open("qcow2", file, old, 0, out)) < 0)
+        vs_bdev_close(file);
+    return r;
+}
+
+/* The records and rows of a snapshot: S takes VOL's current object and
+ * backing; VOL moves onto the new object X, backed by S.  S's record stays
+ * marked PENDING: a rescan completes it because VOL now names it (clearing
+ * the mark here would cost one more synchronous write under the lock). */
+static int
+publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
+                 const char *new_object, struct vs_node **snap)
+{
+    struct vs_cat_node srow = vol->cat, vrow = vol->cat;
+    int r = vs_catalog_begin(tree->cat);
+
+    if (r < 0)
+        return r;
+    vs_uuid_generate(srow.uuid);
+    snprintf(srow.name, sizeof(srow.name), "%s", name);
+    srow.created = time(NULL);
+    srow.flags = VS_RECF_READONLY | VS_RECF_PENDING;
+    r = vs_tree_publish(tree, vol->parent, vol->domain, &srow, snap);
+    if (r < 0) {
+        vs_catalog_rollback(tree->cat);
+        return r;
+    }
+    snprintf(vrow.object, sizeof(vrow.object), "%s", new_object);
+    snprintf(vrow.format, sizeof(vrow.format), "qcow2");
+    vrow.backing_id = (*snap)->cat.id;
+    r = vs_tree_store_row(tree, vol, &vrow, *snap);
+    if (r == 0)
+        r = vs_catalog_commit(tree->cat);
+    if (r < 0) {
+        vs_catalog_rollback(tree->cat);
+        vs_tree_forget(tree, *snap);
+        return r;
+    }
+    vs_tree_replace_row(tree, vol, &vrow);
+    return 0;
+}
+
+int
+vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
+                  struct vs_node **out)
+{
+    struct vs_volume *v = vol->vol;
+    char object[VS_UUID_LEN + 1];
+    struct vs_bdev *bs, *top = NULL;
+    uint64_t size;
+    int r = vs_name_check(name);
+
+    if (r < 0)
+        return r;
+    if (vs_node_child(vol->parent, name))
+        return -EEXIST;
+    if (vol->layers_above > 0)
+        return -EINVAL; /* already a frozen layer */
+    r = vs_node_bdev(tree, vol, &bs);
+    if (r < 0)
+        return r;
+    /* the new layer names the current object, which does not change, so
+     * it is made before I/O is held off; only the size may still grow */
+    vs_uuid_generate(object);
+    size = atomic_load(&v->size);
+    r = make_layer(vol->domain->store, object, "qcow2", size, vol, v->label);
+    if (r < 0)
+        return r;
+    /* no flush here: the old top becomes the new top's backing, and the
+     * guest's next flush makes its pending writes durable (see bdev.c) */
+    pthread_rwlock_wrlock(&v->io_lock);
+    r = open_new_top(vol, object, v->bdev, &top);
+    if (r == 0 && atomic_load(&v->size) != size &&
+        (r = vs_bdev_truncate(top, atomic_load(&v->size))) < 0) {
+        top->backing = NULL;
+        vs_bdev_close(top);
+    }
+    if (r < 0)
+        vs_object_remove(vol->domain->store, object);
+    if (r == 0 && (r = publish_snapshot(tree, vol, name, object, out)) < 0) {
+        top->backing = NULL; /* the old chain stays the volume's */
+        vs_bdev_close(top);
+        vs_object_remove(vol->domain->store, object);
+    }
+    if (r == 0)
+        vs_volume_swap(v, top);
+    pthread_rwlock_unlock(&v->io_lock);
+    return r;
 }

@@ -57,10 +57,10 @@ void vs_config_usage(FILE *out, const char *prog);
 /* ---- inode numbers ---- */
 
 enum vs_part {
-    VS_PART_DIR = 0,     /* the node's directory */
-    VS_PART_FILE = 1,    /* a volume's data file */
-    VS_PART_LINK = 2,    /* a volume's backing symlink */
-    VS_PART_MAP = 3,     /* a volume's allocation map (JSON, read-only) */
+    VS_PART_DIR = 0,  /* the node's directory */
+    VS_PART_FILE = 1, /* a volume's data file */
+    VS_PART_LINK = 2, /* a volume's backing symlink */
+    VS_PART_MAP = 3,  /* a volume's allocation map (JSON, read-only) */
 };
 
 #define VS_INO_ROOT 1
@@ -168,6 +168,13 @@ int vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
  * record and the catalog; on a catalog failure the record is put back. */
 int vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
                       struct vs_cat_node *row, const struct vs_node *backing);
+/* Steps 2-4 for a new node whose storage exists: its record (a new slot),
+ * its catalog row, its node under PARENT; undone on failure. */
+int vs_tree_publish(struct vs_tree *tree, struct vs_node *parent,
+                    struct vs_domain *dom, struct vs_cat_node *row,
+                    struct vs_node **out);
+/* Drop NODE's record, row and node, leaving its storage alone. */
+void vs_tree_forget(struct vs_tree *tree, struct vs_node *node);
 /* Make ROW the node's state in memory (after vs_tree_store_row). */
 void vs_tree_replace_row(struct vs_tree *tree, struct vs_node *node,
                          const struct vs_cat_node *row);
@@ -188,6 +195,11 @@ int vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
                          struct vs_node *parent);
 /* Remove VOL's backing: ENOTEMPTY if VOL has data of its own. */
 int vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol);
+/* Freeze VOL's contents as a new read-only volume NAME beside it and put an
+ * empty layer on top for VOL, atomically with respect to its I/O: EINVAL
+ * (bad name, or VOL is itself a frozen layer), EEXIST (name taken). */
+int vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol,
+                      const char *name, struct vs_node **out);
 
 /* Attach an in-memory node for a catalog row (tree.c, used by rescan). */
 int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);

@@ -545,8 +545,8 @@ row_init(struct vs_cat_node *row, enum vs_node_kind kind, int64_t parent_id,
 
 /* Steps 2-4 for a new node whose storage exists: record, catalog, memory.
  * On failure the record is released again. */
-static int
-publish_node(struct vs_tree *tree, struct vs_node *parent,
+int
+vs_tree_publish(struct vs_tree *tree, struct vs_node *parent,
              struct vs_domain *dom, struct vs_cat_node *row,
              struct vs_node **out)
 {
@@ -595,7 +595,7 @@ make_domain(struct vs_tree *tree, struct vs_cat_node *row, struct vs_node **out)
     }
     r = vs_meta_area_open(dom->store, true, &dom->meta);
     if (r == 0)
-        r = publish_node(tree, &tree->root, dom, row, out);
+        r = vs_tree_publish(tree, &tree->root, dom, row, out);
     if (r < 0) {
         vs_meta_area_close(dom->meta);
         if (vs_store_destroy(dom->store) < 0)
@@ -638,7 +638,7 @@ make_volume(struct vs_tree *tree, struct vs_node *image,
     r = create_volume_object(dom->store, row->object, row->name);
     if (r < 0)
         return r;
-    r = publish_node(tree, image, dom, row, out);
+    r = vs_tree_publish(tree, image, dom, row, out);
     if (r < 0)
         vs_object_remove(dom->store, row->object);
     return r;
@@ -667,7 +667,7 @@ vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent, const char *name,
     if (kind == VS_NODE_DOMAIN)
         return make_domain(tree, &row, out);
     if (kind == VS_NODE_IMAGE)
-        return publish_node(tree, parent, parent->domain, &row, out);
+        return vs_tree_publish(tree, parent, parent->domain, &row, out);
     return make_volume(tree, parent, &row, out);
 }
 
@@ -682,6 +682,14 @@ mark_record(struct vs_tree *tree, struct vs_node *node, uint32_t flags)
     node_record(tree, node, &rec);
     rec.flags |= flags;
     return vs_meta_area_write(node->domain->meta, &rec);
+}
+
+void
+vs_tree_forget(struct vs_tree *tree, struct vs_node *node)
+{
+    vs_meta_area_free(node->domain->meta, node->cat.slot);
+    vs_catalog_delete(tree->cat, node->cat.id);
+    node_detach(tree, node);
 }
 
 static int

@@ -17,6 +17,7 @@
 
 #include "fs.h"
 #include "vs/log.h"
+#include "vs/names.h"
 #include "vs/util.h"
 #include "vs/xattr.h"
 
@@ -308,6 +309,8 @@ do_shrink(struct vs_node *node, const char *value, size_t size)
 
     if (r == 0)
         r = vs_node_bdev(vs_fs.tree, node, &bs);
+    if (r == 0 && node->layers_above > 0)
+        r = -EROFS;
     if (r == 0)
         r = vs_volume_shrink(node->vol, bytes);
     if (r == 0)
@@ -330,6 +333,35 @@ do_rescan(const char *value, size_t size)
     return r;
 }
 
+static int
+do_snapshot(fuse_ino_t ino, const char *value, size_t size)
+{
+    char name[VS_NAME_MAX + 2];
+    struct vs_node *node, *snap = NULL;
+    int r;
+
+    if (size == 0 || size > VS_NAME_MAX)
+        return size ? -ENAMETOOLONG : -EINVAL;
+    memcpy(name, value, size);
+    name[size] = '\0';
+    vs_tree_wrlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    r = !node                              ? -ENOENT
+        : node->cat.kind != VS_NODE_VOLUME ? -EPERM
+        : strlen(name) != size
+            ? -EINVAL
+            : vs_chain_snapshot(vs_fs.tree, node, name, &snap);
+    if (r == 0) {
+        vs_log(LOG_NOTICE, "volume '%s': snapshot '%s' taken", node->vol->label,
+               name);
+    }
+    /* no entry invalidation: lookups answer ENOENT without a cached
+     * negative entry, and a notice from inside this request would deadlock
+     * on the directory lock the kernel holds for it */
+    vs_tree_unlock(vs_fs.tree);
+    return r;
+}
+
 /* Run a writable attribute; returns 0 or -errno and WHY for the log. */
 static int
 set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
@@ -341,6 +373,10 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
     if (strcmp(name, VS_XATTR_RESCAN) == 0) {
         *why = "only the mount root rescans; its value is 1";
         return ino == VS_INO_ROOT ? do_rescan(value, size) : -EPERM;
+    }
+    if (strcmp(name, VS_XATTR_SNAPSHOT) == 0) {
+        *why = "only a live volume is snapshotted, to a free valid name";
+        return do_snapshot(ino, value, size);
     }
     *why = "only a volume shrinks; the value is a byte count no larger than "
            "its size, and nobody may have it open";
@@ -373,7 +409,7 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
     else if (r == 0 && find_row(&x, name))
         r = -EPERM, why = "the attribute is read-only";
     else if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
-             strcmp(name, VS_XATTR_SHRINK))
+             strcmp(name, VS_XATTR_SHRINK) && strcmp(name, VS_XATTR_SNAPSHOT))
         r = -ENODATA, why = "no such attribute";
     if (r < 0 && r != -ENOENT)
         log_refusal("setxattr", name, &x, why, -r);

@@ -117,8 +117,8 @@ check_copied(const struct qcow2 *s, const struct uses *u)
 int
 qcow2_check_refcounts(struct qcow2 *s)
 {
-    struct uses u = {calloc(s->rc_cap, sizeof(uint16_t)), s->rc_cap};
-    _cleanup_free_ uint16_t *mem = u.n;
+    _cleanup_free_ uint16_t *mem = calloc(s->rc_cap, sizeof(uint16_t));
+    struct uses u = {mem, s->rc_cap};
     int r;
 
     if (u.n == NULL)

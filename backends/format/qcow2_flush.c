@@ -10,8 +10,12 @@
  * with a file flush (fdatasync) between the stages:
  *
  *   1. guest data                 (already written: just made durable)
- *   2. refcount blocks and table  new clusters are counted before anything
+ *   2. refcount blocks            new clusters are counted before anything
  *                                 points at them
+ *   2a. the refcount table        only once the blocks it points at are
+ *                                 durable (found by tests/crashsim: a table
+ *                                 entry naming a lost new block made the
+ *                                 image unopenable)
  *   2b. the header, if the refcount table moved, so the new table is in
  *      force before any table relies on a block only it points at
  *   3. L2 tables                  their data clusters are durable (1) and
@@ -226,6 +230,24 @@ write_range(struct qcow2 *s, struct batch *b, size_t from, size_t to)
     return from < to ? vs_bdev_flush(s->file) : 0;
 }
 
+/* Write the entries of KIND in [from, to), then flush if any was written. */
+static int
+write_kind(struct qcow2 *s, struct batch *b, size_t from, size_t to, int kind)
+{
+    bool any = false;
+
+    for (size_t i = from; i < to; i++) {
+        ssize_t n;
+        if ((int)b->w[i].kind != kind)
+            continue;
+        n = vs_bdev_pwrite(s->file, b->w[i].buf, b->w[i].len, b->w[i].off);
+        if (n < 0)
+            return (int)n;
+        any = true;
+    }
+    return any ? vs_bdev_flush(s->file) : 0;
+}
+
 static int
 write_batch(struct qcow2 *s, struct batch *b)
 {
@@ -233,7 +255,9 @@ write_batch(struct qcow2 *s, struct batch *b)
     int r = vs_bdev_flush(s->file); /* stage 1: the data */
 
     if (r == 0)
-        r = write_range(s, b, 0, b->n_rc);
+        r = write_kind(s, b, 0, b->n_rc, META_RB);
+    if (r == 0)
+        r = write_kind(s, b, 0, b->n_rc, META_RT);
     if (r == 0 && b->rt_moved) {
         r = qcow2_header_write(s, &b->rt_header);
         if (r == 0)

@@ -124,6 +124,7 @@ struct vs_bdev {
     struct vs_bdev *backing; /* COW formats: the parent layer (owned) */
     void *opaque;            /* the driver's state */
     int flush_error;         /* generic layer only: sticky flush failure */
+    int dirty;               /* generic layer only: written since a flush */
 };
 
 /*

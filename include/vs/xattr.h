@@ -20,7 +20,8 @@
 #define VS_XATTR_OBJECT "user.vstor.object"       /* volume: object on store */
 
 /* writable actions */
-#define VS_XATTR_RESCAN "user.vstor.rescan"    /* root: value "1" */
-#define VS_XATTR_SHRINK "user.vstor.shrink-to" /* volume: new size */
+#define VS_XATTR_RESCAN "user.vstor.rescan"     /* root: value "1" */
+#define VS_XATTR_SHRINK "user.vstor.shrink-to"  /* volume: new size */
+#define VS_XATTR_SNAPSHOT "user.vstor.snapshot" /* volume: snapshot name */
 
 #endif
