@@ -224,6 +224,15 @@ vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 }
 
 int
+vs_bdev_set_backing(struct vs_bdev *bs, const char *name, const char *format)
+{
+    int (*cb)(struct vs_bdev *, const char *, const char *) =
+        VS_DRV_CB(bs->drv, set_backing);
+
+    return cb != NULL ? cb(bs, name, format) : -ENOTSUP;
+}
+
+int
 vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 {
     struct vs_bdev *l = LAYER_WITH(bs, allocate);

@@ -170,6 +170,8 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
 
     if (vol->cat.backing_id)
         return -EEXIST;
+    if (vs_merge_busy(parent->cat.id))
+        return -EBUSY;
     if (parent == vol || in_chain(tree, parent, vol))
         return -ELOOP;
     r = vs_node_bdev(tree, vol, &bs);
@@ -214,6 +216,8 @@ vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol)
 
     if (!vol->cat.backing_id)
         return -ENOENT;
+    if (vs_merge_busy(vol->cat.id))
+        return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
     if (r == 0)
         r = owns_anything(bs, atomic_load(&vol->vol->size));
@@ -253,6 +257,11 @@ publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     if (r < 0)
         return r;
     vs_uuid_generate(srow.uuid);
+    /* a new node: its own row and its own record slot (copying the live
+     * volume's slot would overwrite the live volume's record) */
+    srow.id = 0;
+    srow.slot = 0;
+    srow.generation = 0;
     snprintf(srow.name, sizeof(srow.name), "%s", name);
     srow.created = time(NULL);
     srow.flags = VS_RECF_READONLY | VS_RECF_PENDING;
@@ -292,6 +301,8 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
         return -EEXIST;
     if (vol->layers_above > 0)
         return -EINVAL; /* already a frozen layer */
+    if (vs_merge_busy(vol->cat.id))
+        return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
     if (r < 0)
         return r;

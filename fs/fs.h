@@ -159,6 +159,9 @@ int vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent,
                   const char *name, mode_t mode, uid_t uid, gid_t gid,
                   struct vs_node **out);
 int vs_tree_rmdir(struct vs_tree *tree, struct vs_node *node);
+/* What rmdir does once its checks passed (merge.c removes a merged layer
+ * with it). */
+int vs_tree_remove(struct vs_tree *tree, struct vs_node *node);
 int vs_tree_rename(struct vs_tree *tree, struct vs_node *node,
                    const char *newname);
 int vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
@@ -201,6 +204,29 @@ int vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol);
 int vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol,
                       const char *name, struct vs_node **out);
 
+/* ---- merges (merge.c) ---- */
+
+/* rmdir of a layer one volume is based on: merge it away in the
+ * background; ENOTEMPTY when several are based on it, EBUSY when a merge
+ * already involves it. */
+int vs_merge_start(struct vs_tree *tree, struct vs_node *v);
+/* Restart the merges that records say were under way (after a rescan). */
+void vs_merge_resume_all(struct vs_tree *tree);
+/* Pause every merge (they resume at the next start) and wait for them. */
+void vs_merge_stop_all(void);
+/* Whether a running merge involves volume ID / any merge runs. */
+bool vs_merge_busy(int64_t id);
+bool vs_merge_any_running(void);
+/* "merge\tLAYER\tchild|parent\tDONE\tTOTAL\tSTATE\n" for the job of
+ * volume ID (-ENODATA if none), or for every job. */
+int vs_merge_describe(int64_t id, char *buf, size_t len);
+int vs_merge_list(char *buf, size_t len);
+
+/* Open NODE's whole chain with FLAGS for its own layer (parents read-only),
+ * separately from the volume's shared chain. */
+int vs_tree_open_chain(struct vs_tree *tree, struct vs_node *node,
+                       unsigned flags, struct vs_bdev **out);
+
 /* Attach an in-memory node for a catalog row (tree.c, used by rescan). */
 int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
 /* Drop every node below the root (rescan rebuilds them). */
@@ -242,9 +268,16 @@ extern struct vs_fs vs_fs;
 /* Fill ST for inode INO of NODE (lock held). */
 void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
 
-/* An open data file.  Requests use h->vol->bdev under vol->io_lock. */
+/* The `map` file's JSON text for VOL's chain (map.c); caller frees. */
+int vs_map_build(struct vs_tree *tree, struct vs_node *vol, char **text,
+                 size_t *len);
+
+/* An open data file (requests use h->vol->bdev under vol->io_lock), or an
+ * open map file (vol NULL, the text in map). */
 struct vs_handle {
     struct vs_volume *vol;
+    char *map;
+    size_t map_len;
     unsigned io_flags; /* VS_IO_DIRECT when opened with O_DIRECT */
     bool writable;
 };

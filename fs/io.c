@@ -66,6 +66,18 @@ log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
            (unsigned long long)off, len, strerror(err));
 }
 
+static int
+refuse_readonly(struct vs_node *node)
+{
+    char path[3 * VS_NAME_MAX + 8];
+
+    vs_log(LOG_NOTICE,
+           "refused open for writing '%s/data': other volumes are "
+           "based on it, so it is read-only (EROFS)",
+           vs_node_path(node, path, sizeof(path)));
+    return -EROFS;
+}
+
 /* Resolve INO to its volume, its chain opened, under the namespace lock.
  * A volume that other layers use as backing only opens read-only. */
 static int
@@ -82,7 +94,7 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
     else if (VS_INO_PART(ino) != VS_PART_FILE)
         r = -EISDIR;
     else if (writable && node->layers_above > 0)
-        r = -EROFS;
+        r = refuse_readonly(node);
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0) {
@@ -105,21 +117,60 @@ io_end(struct vs_handle *h)
     pthread_rwlock_unlock(&h->vol->io_lock);
 }
 
+/* Open a volume's map file: build its text now, serve it from memory. */
+static void
+open_map(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct vs_handle *h = calloc(1, sizeof(*h));
+    struct vs_node *node;
+    int r = h ? 0 : -ENOMEM;
+
+    if (r == 0 && (fi->flags & O_ACCMODE) != O_RDONLY)
+        r = -EROFS;
+    vs_tree_rdlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    if (r == 0)
+        r = node ? vs_map_build(vs_fs.tree, node, &h->map, &h->map_len)
+                 : -ENOENT;
+    vs_tree_unlock(vs_fs.tree);
+    if (r < 0) {
+        free(h);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1; /* its size is not known before it is read */
+    if (fuse_reply_open(req, fi) == -ENOENT) {
+        free(h->map);
+        free(h);
+    }
+}
+
+static void
+read_map(fuse_req_t req, struct vs_handle *h, size_t size, off_t off)
+{
+    if ((size_t)off >= h->map_len)
+        size = 0;
+    else if ((size_t)off + size > h->map_len)
+        size = h->map_len - (size_t)off;
+    fuse_reply_buf(req, size ? h->map + off : NULL, size);
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+
+    if (VS_INO_PART(ino) == VS_PART_MAP) {
+        open_map(req, ino, fi);
+        return;
+    }
     struct vs_handle *h = calloc(1, sizeof(*h));
     int r = !h ? -ENOMEM
             : writable && vs_fs.cfg->read_only
                 ? -EROFS
                 : open_volume(ino, writable, &h->vol);
 
-    if (r == -EROFS)
-        vs_log(LOG_NOTICE,
-               "refused open for writing of inode %llu: it is "
-               "read-only (a layer other volumes are based on) (EROFS)",
-               (unsigned long long)ino);
     if (r == 0 &&
         (r = vs_volume_open(h->vol, fi->flags & O_TRUNC, writable)) == -EBUSY)
         vs_log(LOG_NOTICE,
@@ -157,8 +208,11 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct vs_handle *h = handle_of(fi);
 
     (void)ino;
-    vs_volume_release(h->vol, h->writable);
-    vs_volume_unref(h->vol);
+    if (h->vol) {
+        vs_volume_release(h->vol, h->writable);
+        vs_volume_unref(h->vol);
+    }
+    free(h->map);
     free(h);
     fuse_reply_err(req, 0);
 }
@@ -168,11 +222,16 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    uint64_t vsize = atomic_load(&h->vol->size);
+    uint64_t vsize;
     struct iovec iov;
     ssize_t n;
 
     (void)ino;
+    if (!h->vol) {
+        read_map(req, h, size, off);
+        return;
+    }
+    vsize = atomic_load(&h->vol->size);
     if ((uint64_t)off >= vsize) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -228,6 +287,10 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
     int r;
 
     (void)ino, (void)datasync;
+    if (!h->vol) {
+        fuse_reply_err(req, 0);
+        return;
+    }
     io_begin(h);
     r = vs_bdev_flush(h->vol->bdev);
     io_end(h);
@@ -314,10 +377,15 @@ op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
          struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    uint64_t size = atomic_load(&h->vol->size);
+    uint64_t size;
     int64_t pos;
 
     (void)ino;
+    if (!h->vol) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    size = atomic_load(&h->vol->size);
     if (whence != SEEK_DATA && whence != SEEK_HOLE) {
         fuse_reply_err(req, EINVAL);
         return;

@@ -137,10 +137,13 @@ serve(struct vs_config *cfg, const char *prog)
                cfg->mountpoint);
         if (!cfg->foreground)
             r = daemonize(cfg);
+        if (r == 0)
+            vs_merge_resume_all(vs_fs.tree);
         /* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP:
          * that is a clean end; only a negative value is an error */
         if (r == 0)
             r = run_session(cfg, se) < 0 ? -EIO : 0;
+        vs_merge_stop_all();
         fuse_session_unmount(se);
         vs_session = NULL;
     }

@@ -56,6 +56,11 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
                                                 : VS_INO(node->cat.id, part);
     st->st_atime = st->st_mtime = st->st_ctime = node->cat.created;
     st->st_blksize = 4096;
+    if (part == VS_PART_MAP) {
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        return;
+    }
     if (part == VS_PART_LINK) {
         char link[2 * VS_NAME_MAX + 8];
         int n = vs_chain_link_text(vs_fs.tree, node, link, sizeof(link));
@@ -128,6 +133,8 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, err);
     else if (dir->cat.kind == VS_NODE_VOLUME && !strcmp(name, VS_PART_DATA))
         reply_entry(req, dir, VS_PART_FILE);
+    else if (dir->cat.kind == VS_NODE_VOLUME && !strcmp(name, VS_PART_MAPFILE))
+        reply_entry(req, dir, VS_PART_MAP);
     else if (dir->cat.kind == VS_NODE_VOLUME &&
              !strcmp(name, VS_PART_BACKING) && dir->cat.backing_id)
         reply_entry(req, dir, VS_PART_LINK);
@@ -264,14 +271,16 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vs_tree_rdlock(vs_fs.tree);
     dir = dir_node(ino, &err);
     snap = dir ? malloc(sizeof(*snap) +
-                        (dir->nchildren + 4) * sizeof(struct dir_entry))
+                        (dir->nchildren + 5) * sizeof(struct dir_entry))
                : NULL;
     if (dir && snap) {
         snap->n = 0;
         snap_add(snap, ".", dir, VS_PART_DIR);
         snap_add(snap, "..", dir->parent ? dir->parent : dir, VS_PART_DIR);
-        if (dir->cat.kind == VS_NODE_VOLUME)
+        if (dir->cat.kind == VS_NODE_VOLUME) {
             snap_add(snap, VS_PART_DATA, dir, VS_PART_FILE);
+            snap_add(snap, VS_PART_MAPFILE, dir, VS_PART_MAP);
+        }
         if (dir->cat.kind == VS_NODE_VOLUME && dir->cat.backing_id)
             snap_add(snap, VS_PART_BACKING, dir, VS_PART_LINK);
         for (struct vs_node *c = dir->children; c; c = c->sibling)
@@ -378,6 +387,15 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     vs_tree_unlock(vs_fs.tree);
 }
 
+/* data, map, and backing when it exists: the fixed entries of a volume. */
+static bool
+is_volume_part(const struct vs_node *dir, const char *name)
+{
+    return dir->cat.kind == VS_NODE_VOLUME &&
+           (!strcmp(name, VS_PART_DATA) || !strcmp(name, VS_PART_MAPFILE) ||
+            (!strcmp(name, VS_PART_BACKING) && dir->cat.backing_id));
+}
+
 static void
 op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
           fuse_ino_t newparent, const char *newname, unsigned int flags)
@@ -389,18 +407,16 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     dir = dir_node(parent, &err);
     if (dir && dir->cat.kind != VS_NODE_VOLUME)
         node = vs_node_child(dir, name);
-    if (!dir || (!node && strcmp(name, VS_PART_DATA) != 0))
+    if (!dir || (!node && !is_volume_part(dir, name)))
         fuse_reply_err(req, dir ? ENOENT : err);
     else if (!node)
         refuse(req, EPERM, "rename", dir, name,
-               "a volume's data keeps its "
-               "name");
+               "a volume's parts keep their names");
     else if (flags & RENAME_EXCHANGE)
         refuse(req, EINVAL, "rename", dir, name, "exchange is not supported");
     else if (newparent != parent)
         refuse(req, EXDEV, "rename", dir, name,
-               "moves only within the "
-               "same parent");
+               "moves only within the same parent");
     else if (strcmp(name, newname) == 0)
         fuse_reply_err(req, 0);
     else if ((r = vs_tree_rename(vs_fs.tree, node, newname)) == 0)
@@ -553,6 +569,10 @@ op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     else if (dir && dir->cat.kind == VS_NODE_VOLUME &&
              strcmp(name, VS_PART_BACKING) == 0 && dir->cat.backing_id)
         unlink_backing(req, dir);
+    else if (dir && dir->cat.kind == VS_NODE_VOLUME &&
+             strcmp(name, VS_PART_MAPFILE) == 0)
+        refuse(req, EPERM, "unlink", dir, name,
+               "the map is part of the volume");
     else
         fuse_reply_err(req, dir ? (vs_node_child(dir, name) ? EISDIR : ENOENT)
                                 : err);

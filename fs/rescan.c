@@ -213,8 +213,13 @@ settle_snapshot(struct vs_meta_area *meta, struct scan *s,
         r = vs_meta_area_free(meta, rec->slot);
         rec->kind = VS_REC_FREE;
     }
-    vs_log(LOG_NOTICE, "snapshot '%s' (%s): interrupted; %s%s", rec->name,
-           rec->uuid, keep ? "completed" : "rolled back",
+    /* keeping is the normal case: a snapshot's mark is cleared here, at
+     * the first rescan after it (chain.c saves that write) */
+    vs_log(keep ? LOG_INFO : LOG_NOTICE, "snapshot '%s' (%s): %s%s", rec->name,
+           rec->uuid,
+           keep ? "record completed"
+                : "interrupted before its volume moved "
+                  "onto it; rolled back",
            r < 0 ? " (failed, will retry)" : "");
 }
 
@@ -278,6 +283,10 @@ scan_domain(struct scan *s, const char *location)
             finish_removal(st, meta, rec);
         else if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_PENDING))
             settle_snapshot(meta, s, rec);
+        else if (rec->kind == VS_REC_VOLUME &&
+                 (rec->flags & (VS_RECF_MERGE_CHILD | VS_RECF_MERGE_PARENT)) &&
+                 !has_child_layer(s, rec->uuid))
+            finish_removal(st, meta, rec); /* merged; the switch was done */
     }
     vs_meta_area_close(meta);
     if (r < 0) {

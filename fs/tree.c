@@ -329,6 +329,34 @@ open_layer(struct vs_tree *tree, struct vs_node *node, unsigned flags,
 }
 
 int
+vs_tree_open_chain(struct vs_tree *tree, struct vs_node *node, unsigned flags,
+                   struct vs_bdev **out)
+{
+    return open_layer(tree, node, flags, 0, out);
+}
+
+/* A frozen layer's latest metadata may still sit in the chain of a volume
+ * based on it (a snapshot does not flush; see chain.c): flush those chains
+ * before the layer is opened on its own, so it opens as it was frozen. */
+static int
+flush_children(struct vs_tree *tree, const struct vs_node *node)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < tree->hash_size && r == 0; i++) {
+        for (struct vs_node *n = tree->hash[i]; n && r == 0; n = n->hash_next) {
+            if (n->cat.kind != VS_NODE_VOLUME ||
+                n->cat.backing_id != node->cat.id || !n->vol->bdev)
+                continue;
+            pthread_rwlock_rdlock(&n->vol->io_lock);
+            r = n->vol->bdev ? vs_bdev_flush(n->vol->bdev) : 0;
+            pthread_rwlock_unlock(&n->vol->io_lock);
+        }
+    }
+    return r;
+}
+
+int
 vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 {
     struct vs_bdev *bs;
@@ -336,6 +364,8 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 
     if ((*out = node->vol->bdev))
         return 0;
+    if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
+        return r;
     r = open_layer(tree, node, VS_OPEN_DIRECT, 0, &bs);
     if (r < 0)
         return r;
@@ -547,8 +577,8 @@ row_init(struct vs_cat_node *row, enum vs_node_kind kind, int64_t parent_id,
  * On failure the record is released again. */
 int
 vs_tree_publish(struct vs_tree *tree, struct vs_node *parent,
-             struct vs_domain *dom, struct vs_cat_node *row,
-             struct vs_node **out)
+                struct vs_domain *dom, struct vs_cat_node *row,
+                struct vs_node **out)
 {
     struct vs_record rec;
     struct vs_node *node;
@@ -736,10 +766,20 @@ remove_volume(struct vs_tree *tree, struct vs_node *node)
 int
 vs_tree_rmdir(struct vs_tree *tree, struct vs_node *node)
 {
-    int r;
-
     if (node->nchildren > 0)
         return -ENOTEMPTY;
+    if (vs_merge_busy(node->cat.id))
+        return -EBUSY;
+    if (node->cat.kind == VS_NODE_VOLUME && node->layers_above > 0)
+        return vs_merge_start(tree, node);
+    return vs_tree_remove(tree, node);
+}
+
+int
+vs_tree_remove(struct vs_tree *tree, struct vs_node *node)
+{
+    int r;
+
     switch (node->cat.kind) {
     case VS_NODE_DOMAIN:
         return remove_domain(tree, node);

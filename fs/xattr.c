@@ -180,10 +180,24 @@ get_caps(const struct xctx *x, char *buf, size_t len)
     return (int)strlen(buf);
 }
 
+static int
+get_job(const struct xctx *x, char *buf, size_t len)
+{
+    return vs_merge_describe(x->node->cat.id, buf, len);
+}
+
+static int
+get_jobs(const struct xctx *x, char *buf, size_t len)
+{
+    (void)x;
+    return vs_merge_list(buf, len);
+}
+
 static const struct xattr_row {
     const char *name;
     int (*get)(const struct xctx *x, char *buf, size_t len);
     bool volume_only;
+    bool hidden; /* not listed: present only while something runs */
 } rows[] = {
     {VS_XATTR_UUID, get_uuid, false},
     {VS_XATTR_KIND, get_kind, false},
@@ -194,6 +208,8 @@ static const struct xattr_row {
     {VS_XATTR_OBJECT, get_object, true},
     {VS_XATTR_CREATED, get_created, false},
     {VS_XATTR_CAPS, get_caps, false},
+    {VS_XATTR_JOB, get_job, true, true},
+    {VS_XATTR_JOBS, get_jobs, false, true},
 };
 
 static const struct xattr_row *
@@ -269,7 +285,7 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     for (size_t i = 0; x.node && i < sizeof(rows) / sizeof(*rows); i++) {
-        if (rows[i].volume_only && !is_volume(&x))
+        if ((rows[i].volume_only && !is_volume(&x)) || rows[i].hidden)
             continue;
         memcpy(list + used, rows[i].name, strlen(rows[i].name) + 1);
         used += strlen(rows[i].name) + 1;
@@ -326,6 +342,8 @@ do_rescan(const char *value, size_t size)
 
     if (size < 1 || value[0] != '1' || (size > 1 && value[1] != '\n'))
         return -EINVAL;
+    if (vs_merge_any_running())
+        return -EBUSY; /* jobs hold on to nodes a rescan would replace */
     vs_tree_wrlock(vs_fs.tree);
     r = vs_tree_rescan(vs_fs.tree);
     vs_tree_unlock(vs_fs.tree);

@@ -349,4 +349,5 @@ const struct vs_driver vs_driver_qcow2 = {
     .write_zeroes = qcow2_write_zeroes,
     .block_status = qcow2_block_status,
     .allocate = qcow2_allocate,
+    .set_backing = qcow2_set_backing,
 };

@@ -322,6 +322,9 @@ int qcow2_meta_flush(struct qcow2 *s);
 
 /* ---- qcow2_read.c ---- */
 
+/* Record a new backing name and format in the header (qcow2_backing.c). */
+int qcow2_set_backing(struct vs_bdev *bs, const char *name, const char *format);
+
 /* Set up the backing-chain shortcut at open. */
 int qcow2_chain_init(struct qcow2 *s);
 void qcow2_chain_free(struct qcow2 *s);

@@ -80,6 +80,10 @@ ssize_t vs_bdev_pwrite(struct vs_bdev *bs, const void *buf, size_t len,
 int vs_bdev_flush(struct vs_bdev *bs);
 /* Discard: -ENOTSUP if nothing in the stack can release space. */
 int vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+/* Record a new parent layer name in BS's own image (top layer only):
+ * -ENOTSUP when its format keeps none. */
+int vs_bdev_set_backing(struct vs_bdev *bs, const char *name,
+                        const char *format);
 /* Reserve storage without changing contents: -ENOTSUP if nothing can. */
 int vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length);
 /* Zero a range, natively or by writing zero buffers. */

@@ -244,6 +244,12 @@ struct vs_driver {
     /* Reserve storage for the range without changing its contents
      * (fallocate mode 0).  ENOTSUP when the storage cannot. */
     int (*allocate)(struct vs_bdev *bs, uint64_t offset, uint64_t length);
+    /* Format drivers with a backing: record NAME (relative to the file, or
+     * NULL for none) and FORMAT as the parent layer in the image itself, so
+     * tools reading the storage follow the chain (qemu-img rebase -u).
+     * Durable when it returns.  Does not change what bs->backing is. */
+    int (*set_backing)(struct vs_bdev *bs, const char *name,
+                       const char *format);
 };
 
 #endif

@@ -9,6 +9,7 @@
 
 #define VS_PART_DATA "data"       /* a volume's bytes */
 #define VS_PART_BACKING "backing" /* symlink to the parent layer (COW) */
+#define VS_PART_MAPFILE "map"     /* the chain's allocation, as JSON */
 
 /* 0 if NAME may name a domain, image or volume; otherwise -EINVAL (empty,
  * ".", "..", leading '.', '/', a control character, invalid UTF-8) or

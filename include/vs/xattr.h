@@ -17,7 +17,9 @@
 #define VS_XATTR_BACKEND "user.vstor.backend"     /* "dir dir:/path" */
 #define VS_XATTR_CREATED "user.vstor.created"     /* ISO 8601 UTC */
 #define VS_XATTR_CAPS "user.vstor.caps"           /* offloads, comma list */
-#define VS_XATTR_OBJECT "user.vstor.object"       /* volume: object on store */
+#define VS_XATTR_JOB "user.vstor.job"   /* volume: its merge, while one runs */
+#define VS_XATTR_JOBS "user.vstor.jobs" /* root: every job, one per line */
+#define VS_XATTR_OBJECT "user.vstor.object" /* volume: object on store */
 
 /* writable actions */
 #define VS_XATTR_RESCAN "user.vstor.rescan"     /* root: value "1" */

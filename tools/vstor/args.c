@@ -13,6 +13,7 @@
 static const struct option long_options[] = {
     {"json", no_argument, NULL, 'j'},
     {"long", no_argument, NULL, 'l'},
+    {"backing-chain", no_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -26,6 +27,8 @@ option_bit(int c)
         return VSTOR_OPT_JSON;
     case 'l':
         return VSTOR_OPT_LONG;
+    case 'B':
+        return VSTOR_OPT_CHAIN;
     default:
         return 0;
     }

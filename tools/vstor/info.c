@@ -80,12 +80,12 @@ caps_json(const char *caps)
     return arr;
 }
 
-static int
-print_json(const struct vstor_node *node, const char *file)
+static struct json_object *
+node_json(const struct vstor_node *node, const char *file)
 {
     struct json_object *o = json_object_new_object();
     if (!o)
-        return vstor_error(node->path, "%s", strerror(ENOMEM));
+        return NULL;
     json_object_object_add(o, "filename", vstor_json_string(file));
     json_object_object_add(o, "format", vstor_json_string(node->format));
     json_object_object_add(o, "virtual-size", vstor_json_size(node->size));
@@ -96,13 +96,30 @@ print_json(const struct vstor_node *node, const char *file)
     json_object_object_add(o, "object", vstor_json_string(node->object));
     json_object_object_add(o, "created", vstor_json_string(node->created));
     json_object_object_add(o, "caps", caps_json(node->caps));
-    int code = vstor_json_print(o);
+    return o;
+}
+
+/* Print NODE as JSON, or with CHAIN set, append it to that array. */
+static int
+emit_json(const struct vstor_node *node, const char *file,
+          struct json_object *chain)
+{
+    struct json_object *o = node_json(node, file);
+    int code;
+
+    if (!o)
+        return vstor_error(node->path, "%s", strerror(ENOMEM));
+    if (chain)
+        return json_object_array_add(chain, o) == 0
+                   ? VSTOR_EXIT_OK
+                   : vstor_error(node->path, "%s", strerror(ENOMEM));
+    code = vstor_json_print(o);
     json_object_put(o);
     return code;
 }
 
 static int
-describe(const char *path, bool json)
+describe(const char *path, bool json, struct json_object *chain)
 {
     struct vstor_node node;
     int r = vstor_node_read(path, &node);
@@ -117,7 +134,7 @@ describe(const char *path, bool json)
     else if (!(file = data_file(&node)))
         code = vstor_error(path, "%s", strerror(ENOMEM));
     else if (json)
-        code = print_json(&node, file);
+        code = emit_json(&node, file, chain);
     else {
         print_text(&node, file);
         code = VSTOR_EXIT_OK;
@@ -127,14 +144,60 @@ describe(const char *path, bool json)
     return code;
 }
 
+/* The volume directory below PATH in its chain (PATH/backing resolved by
+ * the kernel through the mount), or NULL at the base. */
+static char *
+next_layer(const char *path)
+{
+    char *dir = strdup(path), *link, *real;
+    size_t len = dir ? strlen(dir) : 0;
+
+    if (!dir)
+        return NULL;
+    if (len > 5 && strcmp(dir + len - 5, "/data") == 0)
+        dir[len - 5] = '\0';
+    link = vstor_path_join(dir, "backing");
+    free(dir);
+    real = link ? realpath(link, NULL) : NULL;
+    free(link);
+    return real;
+}
+
+/* info --backing-chain: each layer from PATH down, text blocks separated by
+ * a blank line, or one JSON array (as qemu-img info --backing-chain). */
+static int
+describe_chain(const char *path, bool json)
+{
+    struct json_object *chain = json ? json_object_new_array() : NULL;
+    char *cur = strdup(path);
+    int code = VSTOR_EXIT_OK, depth = 0;
+
+    while (cur && code == VSTOR_EXIT_OK && depth++ < 256) {
+        char *next = next_layer(cur);
+        if (depth > 1 && !json)
+            printf("\n");
+        code = describe(cur, json, chain);
+        free(cur);
+        cur = next;
+    }
+    free(cur);
+    if (chain && code == VSTOR_EXIT_OK)
+        code = vstor_json_print(chain);
+    json_object_put(chain);
+    return code;
+}
+
 int
 vstor_cmd_info(int argc, char **argv)
 {
     struct vstor_args args;
-    int code = vstor_args_parse(argc, argv, VSTOR_OPT_JSON, 1, &args);
+    int code = vstor_args_parse(argc, argv, VSTOR_OPT_JSON | VSTOR_OPT_CHAIN, 1,
+                                &args);
     if (code >= 0)
         return code;
     if (args.npos < 1)
         return vstor_usage_error("info: missing PATH");
-    return describe(args.pos[0], args.opts & VSTOR_OPT_JSON);
+    if (args.opts & VSTOR_OPT_CHAIN)
+        return describe_chain(args.pos[0], args.opts & VSTOR_OPT_JSON);
+    return describe(args.pos[0], args.opts & VSTOR_OPT_JSON, NULL);
 }

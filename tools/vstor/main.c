@@ -22,6 +22,7 @@ static const struct vstor_command commands[] = {
     {"ls", vstor_cmd_ls},
     {"info", vstor_cmd_info},
     {"rescan", vstor_cmd_rescan},
+    {"jobs", vstor_cmd_jobs},
 };
 
 void
@@ -35,13 +36,19 @@ vstor_usage(void)
         "  ls [PATH] [--json] [-l]  list the domains, images and volumes\n"
         "                           below PATH (default: the first\n"
         "                           fuse.vstorfs mount)\n"
-        "  info PATH [--json]       describe a volume or its data file,\n"
-        "                           like qemu-img info\n"
+        "  info PATH [--json] [--backing-chain]\n"
+        "                           describe a volume or its data file,\n"
+        "                           like qemu-img info; with\n"
+        "                           --backing-chain every layer below it\n"
+        "  jobs [MOUNTPOINT] [--json]\n"
+        "                           the running merges, with their\n"
+        "                           progress (a bar on a terminal)\n"
         "  rescan [MOUNTPOINT]      rebuild the catalog from the domains\n"
         "                           (default: the first fuse.vstorfs mount)\n"
         "\n"
         "Options:\n"
-        "  -j, --json     (ls, info) print JSON instead of text\n"
+        "  -j, --json     (ls, info, jobs) print JSON instead of text\n"
+        "  --backing-chain (info) describe each layer of the chain\n"
         "  -l, --long     (ls) one line per node with kind, size, allocated,\n"
         "                 format, created and uuid\n"
         "  -h, --help     print this help and exit\n"

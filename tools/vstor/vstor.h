@@ -23,11 +23,13 @@
 int vstor_cmd_ls(int argc, char **argv);
 int vstor_cmd_info(int argc, char **argv);
 int vstor_cmd_rescan(int argc, char **argv);
+int vstor_cmd_jobs(int argc, char **argv);
 
 /* The options a subcommand accepts (a bit set) and the ones given. */
 enum vstor_opt {
-    VSTOR_OPT_JSON = 1 << 0, /* -j, --json */
-    VSTOR_OPT_LONG = 1 << 1, /* -l, --long */
+    VSTOR_OPT_JSON = 1 << 0,  /* -j, --json */
+    VSTOR_OPT_LONG = 1 << 1,  /* -l, --long */
+    VSTOR_OPT_CHAIN = 1 << 2, /* --backing-chain */
 };
 
 struct vstor_args {
