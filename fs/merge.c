@@ -20,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
 #include "fs.h"
 #include "vs/log.h"
+#include "vs/names.h"
 
 #define CHUNK (1u << 20)
 
@@ -225,6 +229,63 @@ switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
     return r;
 }
 
+/* Does N's chain pass through LAYER? */
+static bool
+chain_contains(struct vs_tree *tree, struct vs_node *n, int64_t layer)
+{
+    for (int depth = 0; n && depth <= VS_CHAIN_MAX; depth++) {
+        if (n->cat.id == layer)
+            return true;
+        n = vs_tree_volume(tree, n->cat.backing_id);
+    }
+    return false;
+}
+
+/* Reopen N's chain: its cached copies of the layers below are stale once a
+ * merge wrote into one of them. */
+static int
+refresh_chain(struct vs_tree *tree, struct vs_node *n)
+{
+    struct vs_bdev *fresh;
+    int r;
+
+    pthread_rwlock_wrlock(&n->vol->io_lock);
+    r = vs_bdev_flush(n->vol->bdev);
+    if (r == 0)
+        r = vs_tree_open_chain(tree, n, VS_OPEN_DIRECT, &fresh);
+    if (r == 0)
+        vs_bdev_close(vs_volume_swap(n->vol, fresh));
+    pthread_rwlock_unlock(&n->vol->io_lock);
+    return r;
+}
+
+/* Every open chain that reads through C (C's own was reopened already). */
+static int
+refresh_above(struct vs_tree *tree, struct vs_node *c)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < tree->hash_size && r == 0; i++)
+        for (struct vs_node *n = tree->hash[i]; n && r == 0; n = n->hash_next)
+            if (n != c && n->cat.kind == VS_NODE_VOLUME && n->vol->bdev &&
+                chain_contains(tree, n, c->cat.id))
+                r = refresh_chain(tree, n);
+    return r;
+}
+
+/* Tell the kernel, outside every lock, that the merged layer's entry and
+ * the child's backing link changed (it may hold them for an hour). */
+static void
+notify_kernel(int64_t image_id, const char *name, int64_t child_id)
+{
+    if (!vs_session)
+        return;
+    fuse_lowlevel_notify_inval_entry(vs_session, VS_INO(image_id, VS_PART_DIR),
+                                     name, strlen(name));
+    fuse_lowlevel_notify_inval_entry(vs_session, VS_INO(child_id, VS_PART_DIR),
+                                     VS_PART_BACKING, strlen(VS_PART_BACKING));
+}
+
 static int
 finish(struct vs_job *job)
 {
@@ -232,16 +293,26 @@ finish(struct vs_job *job)
     struct vs_node *v, *c, *p;
     int r;
 
+    char name[VS_NAME_MAX + 1] = "";
+    int64_t image_id = 0;
+
     vs_tree_wrlock(tree);
     v = vs_tree_volume(tree, job->v_id);
     c = vs_tree_volume(tree, job->c_id);
     p = job->p_id ? vs_tree_volume(tree, job->p_id) : NULL;
     r = v && c && (p || !job->p_id) ? switch_child(tree, c, p) : -ENOENT;
-    if (r == 0)
+    if (r == 0) {
+        snprintf(name, sizeof(name), "%s", v->cat.name);
+        image_id = v->cat.parent_id;
         r = vs_tree_remove(tree, v);
+    }
     if (r == 0 && p && job->into_parent)
         vs_volume_drop(p->vol); /* its own cached chain predates the merge */
+    if (r == 0)
+        r = refresh_above(tree, c);
     vs_tree_unlock(tree);
+    if (r == 0)
+        notify_kernel(image_id, name, job->c_id);
     return r;
 }
 
@@ -290,6 +361,24 @@ merge_thread(void *arg)
     return NULL;
 }
 
+/* Free the jobs that ended (their threads have returned or are about to). */
+static void
+reap_finished(void)
+{
+    pthread_mutex_lock(&jobs_lock);
+    for (struct vs_job **jp = &jobs; *jp;) {
+        struct vs_job *j = *jp;
+        if (atomic_load(&j->state) == JOB_RUNNING) {
+            jp = &j->next;
+            continue;
+        }
+        *jp = j->next;
+        pthread_join(j->thread, NULL);
+        free(j);
+    }
+    pthread_mutex_unlock(&jobs_lock);
+}
+
 /* ---- starting ---- */
 
 static int
@@ -322,9 +411,14 @@ static int
 launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c,
        bool into_parent)
 {
-    struct vs_job *job = calloc(1, sizeof(*job));
-    int r;
+    struct vs_job *job;
+    struct vs_bdev *cbs;
+    int r = vs_node_bdev(tree, c, &cbs); /* the copy works on C's chain */
 
+    if (r < 0)
+        return r;
+    reap_finished();
+    job = calloc(1, sizeof(*job));
     if (!job)
         return -ENOMEM;
     job->tree = tree;
@@ -434,7 +528,8 @@ vs_merge_describe(int64_t id, char *buf, size_t len)
 
     pthread_mutex_lock(&jobs_lock);
     for (struct vs_job *j = jobs; j; j = j->next)
-        if (j->v_id == id || j->c_id == id) {
+        if ((j->v_id == id || j->c_id == id) &&
+            atomic_load(&j->state) != JOB_DONE) {
             n = describe(j, buf, len);
             break;
         }
@@ -450,6 +545,8 @@ vs_merge_list(char *buf, size_t len)
     buf[0] = '\0';
     pthread_mutex_lock(&jobs_lock);
     for (struct vs_job *j = jobs; j && used < len; j = j->next) {
+        if (atomic_load(&j->state) == JOB_DONE)
+            continue; /* finished jobs leave the list */
         int n = describe(j, buf + used, len - used);
         used += n > 0 ? (size_t)n : 0;
     }

@@ -315,13 +315,21 @@ open_layer(struct vs_tree *tree, struct vs_node *node, unsigned flags,
         r = parent ? open_layer(tree, parent, VS_OPEN_RDONLY | VS_OPEN_DIRECT,
                                 depth + 1, &backing)
                    : -ENOLINK;
+        if (r < 0)
+            return r; /* logged where it failed */
     }
-    if (r == 0)
-        r = vs_object_open(node->domain->store, node->cat.object, flags,
-                           node->vol->label, &file);
+    r = vs_object_open(node->domain->store, node->cat.object, flags,
+                       node->vol->label, &file);
     if (r == 0)
         r = vs_format_open(node->cat.format, file, backing, flags, out);
     if (r < 0) {
+        /* the one line that names the damaged layer; the daemon goes on
+         * serving every other volume */
+        vs_log(LOG_ERR,
+               "volume '%s': its layer (object '%s', %s) cannot be "
+               "opened: %s",
+               node->vol->label, node->cat.object, node->cat.format,
+               strerror(-r));
         vs_bdev_close(file);
         vs_bdev_close(backing);
     }
