@@ -405,7 +405,8 @@ bench_snapshot() {
     kill -0 "$LOAD_PID" 2>/dev/null || die "$vol: the fio load ended during the snapshots"
     stop_load
     keep_latency snap_load "$lines"
-    RESULT[snap_load_iops]=$(jq -r '.jobs[0].write.iops | floor' "$out")
+    # fio stopped by SIGINT may put a line of its own before the JSON
+    RESULT[snap_load_iops]=$(sed -n '/^{/,$p' "$out" | jq -r '.jobs[0].write.iops | floor')
     printf '  idle: %s ms median; under load (%s IOPS): %s ms median, %s ms p90\n' \
         "${RESULT[snap_idle_median]}" "${RESULT[snap_load_iops]}" \
         "${RESULT[snap_load_median]}" "${RESULT[snap_load_p90]}" >&2
