@@ -243,6 +243,27 @@ open_new_top(struct vs_node *vol, const char *object, struct vs_bdev *old,
     return r;
 }
 
+/* The catalog commit failed after VOL's record already names the snapshot:
+ * write VOL's record back as it was (old object, old backing).  If that
+ * fails too, the snapshot's PENDING record must stay, so that the next
+ * rescan finds VOL based on it and completes it. */
+static bool
+restore_record(struct vs_tree *tree, struct vs_node *vol)
+{
+    struct vs_cat_node row = vol->cat;
+
+    if (vs_tree_store_row(tree, vol, &row,
+                          vs_tree_volume(tree, row.backing_id)) == 0) {
+        vol->cat.generation = row.generation;
+        return true;
+    }
+    vs_log(LOG_ERR,
+           "volume '%s': a snapshot could not be recorded in the "
+           "catalog; the next rescan completes it",
+           vol->vol->label);
+    return false;
+}
+
 /* The records and rows of a snapshot: S takes VOL's current object and
  * backing; VOL moves onto the new object X, backed by S.  S's record stays
  * marked PENDING: a rescan completes it because VOL now names it (clearing
@@ -252,6 +273,7 @@ publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
                  const char *new_object, struct vs_node **snap)
 {
     struct vs_cat_node srow = vol->cat, vrow = vol->cat;
+    bool keep_record = false;
     int r = vs_catalog_begin(tree->cat);
 
     if (r < 0)
@@ -274,11 +296,11 @@ publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     snprintf(vrow.format, sizeof(vrow.format), "qcow2");
     vrow.backing_id = (*snap)->cat.id;
     r = vs_tree_store_row(tree, vol, &vrow, *snap);
-    if (r == 0)
-        r = vs_catalog_commit(tree->cat);
+    if (r == 0 && (r = vs_catalog_commit(tree->cat)) < 0)
+        keep_record = !restore_record(tree, vol);
     if (r < 0) {
         vs_catalog_rollback(tree->cat);
-        vs_tree_forget(tree, *snap);
+        vs_tree_forget(tree, *snap, keep_record);
         return r;
     }
     vs_tree_replace_row(tree, vol, &vrow);

@@ -176,8 +176,10 @@ int vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
 int vs_tree_publish(struct vs_tree *tree, struct vs_node *parent,
                     struct vs_domain *dom, struct vs_cat_node *row,
                     struct vs_node **out);
-/* Drop NODE's record, row and node, leaving its storage alone. */
-void vs_tree_forget(struct vs_tree *tree, struct vs_node *node);
+/* Drop NODE's row and node (and, unless KEEP_RECORD, its record), leaving
+ * its storage alone. */
+void vs_tree_forget(struct vs_tree *tree, struct vs_node *node,
+                    bool keep_record);
 /* Make ROW the node's state in memory (after vs_tree_store_row). */
 void vs_tree_replace_row(struct vs_tree *tree, struct vs_node *node,
                          const struct vs_cat_node *row);

@@ -507,7 +507,7 @@ vs_tree_close(struct vs_tree *tree)
 /* ---- creating ---- */
 
 /* The record for ROW under PARENT; BACKING is its backing volume's node
- * (NULL: none, or look it up by row->backing_id when LOOKUP is set). */
+ * (NULL: none); only its uuid is used. */
 static void
 record_from_row(const struct vs_node *parent, const struct vs_cat_node *row,
                 const struct vs_node *backing, struct vs_record *rec)
@@ -723,9 +723,10 @@ mark_record(struct vs_tree *tree, struct vs_node *node, uint32_t flags)
 }
 
 void
-vs_tree_forget(struct vs_tree *tree, struct vs_node *node)
+vs_tree_forget(struct vs_tree *tree, struct vs_node *node, bool keep_record)
 {
-    vs_meta_area_free(node->domain->meta, node->cat.slot);
+    if (!keep_record)
+        vs_meta_area_free(node->domain->meta, node->cat.slot);
     vs_catalog_delete(tree->cat, node->cat.id);
     node_detach(tree, node);
 }
