@@ -52,6 +52,19 @@ vs_store_open(const char *location, bool create, struct vs_store **out)
     return 0;
 }
 
+int
+vs_store_list(const char *root, int (*fn)(const char *name, void *arg),
+              void *arg)
+{
+    const struct vs_driver *drv = vs_driver_for_location(root);
+    int (*list_cb)(const char *, int (*)(const char *, void *), void *) =
+        VS_DRV_CB(drv, store_list);
+
+    if (list_cb == NULL)
+        return -EPROTONOSUPPORT;
+    return list_cb(root, fn, arg);
+}
+
 void
 vs_store_close(struct vs_store *st)
 {

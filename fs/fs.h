@@ -127,6 +127,9 @@ struct vs_tree {
     pthread_rwlock_t lock;
     struct vs_catalog *cat;
     char *data_dir;
+    /* where new domains are made and rescans look for them: a location
+     * whose stores are domains ("dir:DATA_DIR/domains" by default) */
+    char *domain_root;
     char host_uuid[VS_UUID_LEN + 1];
     int64_t created;
     struct vs_node root;
@@ -135,8 +138,10 @@ struct vs_tree {
     size_t count;
 };
 
-int vs_tree_open(const char *data_dir, const char *catalog_path,
-                 struct vs_tree **out);
+/* Open the tree of DATA_DIR: its catalog at CATALOG_PATH, its domains
+ * under DOMAIN_ROOT (NULL: the directory DATA_DIR/domains), rescanned. */
+int vs_tree_open(const char *data_dir, const char *domain_root,
+                 const char *catalog_path, struct vs_tree **out);
 void vs_tree_close(struct vs_tree *tree);
 
 void vs_tree_rdlock(struct vs_tree *tree);

@@ -104,7 +104,7 @@ daemonize(const struct vs_config *cfg)
     vs_fs.tree = NULL;
     fuse_daemonize(0);
     vs_log_use_syslog(true);
-    r = vs_tree_open(cfg->data_dir, cfg->catalog_path, &vs_fs.tree);
+    r = vs_tree_open(cfg->data_dir, NULL, cfg->catalog_path, &vs_fs.tree);
     if (r < 0)
         vs_log(LOG_ERR, "cannot reopen data directory '%s': %s", cfg->data_dir,
                strerror(-r));
@@ -185,7 +185,7 @@ main(int argc, char **argv)
     }
     r = setup_logging(&cfg);
     if (r == 0)
-        r = vs_tree_open(cfg.data_dir, cfg.catalog_path, &vs_fs.tree);
+        r = vs_tree_open(cfg.data_dir, NULL, cfg.catalog_path, &vs_fs.tree);
     if (r < 0 && r != -EINVAL)
         vs_log(LOG_ERR, "cannot open data directory '%s' (catalog '%s'): %s%s",
                cfg.data_dir, cfg.catalog_path, strerror(-r),

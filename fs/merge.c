@@ -208,17 +208,22 @@ switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
     row.backing_id = p ? p->cat.id : 0;
     pthread_rwlock_wrlock(&c->vol->io_lock);
     r = vs_bdev_flush(c->vol->bdev);
+    /* C's image first (for tools reading the backend; our records decide),
+     * then its record.  A crash between the two leaves the record on V,
+     * whose merge resumes and ends here again, and both name a layer that
+     * reads the same; the other order could leave the image naming V once
+     * V is removed, and qemu-img could no longer open C. */
+    if (r == 0 &&
+        (r = vs_bdev_set_backing(c->vol->bdev, p ? p->cat.object : NULL,
+                                 p ? p->cat.format : NULL)) < 0)
+        vs_log(LOG_ERR,
+               "volume '%s': cannot name its new backing layer in "
+               "its image: %s",
+               c->vol->label, strerror(-r));
     if (r == 0)
         r = vs_tree_store_row(tree, c, &row, p);
     if (r == 0) {
         vs_tree_replace_row(tree, c, &row);
-        /* for tools reading the backend; our records decide */
-        if (vs_bdev_set_backing(c->vol->bdev, p ? p->cat.object : NULL,
-                                p ? p->cat.format : NULL) < 0)
-            vs_log(LOG_WARNING,
-                   "volume '%s': its image still names the "
-                   "merged layer as backing",
-                   c->vol->label);
         r = vs_tree_open_chain(tree, c, VS_OPEN_DIRECT, &fresh);
     }
     if (r == 0) {

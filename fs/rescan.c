@@ -1,18 +1,18 @@
 /*
  * Rebuilding the host's view from the domains themselves.
  *
- * For each local domain under DATA_DIR/domains, read every record of its
- * metadata area; finish removals that a crash interrupted (records marked
- * REMOVING); then, in one catalog transaction, insert or update a row for
- * each record and delete the rows that no record backs.  Rows keep their
- * ids (the inode numbers) and host-local fields (mode, owner).  Damaged
- * records are reported here, once, and never used.  Finally the in-memory
- * tree is rebuilt from the catalog.
+ * For each domain under the tree's domain root (by default the directory
+ * DATA_DIR/domains), read every record of its metadata area; finish
+ * removals that a crash interrupted (records marked REMOVING); then, in
+ * one catalog transaction, insert or update a row for each record and
+ * delete the rows that no record backs.  Rows keep their ids (the inode
+ * numbers) and host-local fields (mode, owner).  Damaged records are
+ * reported here, once, and never used.  Finally the in-memory tree is
+ * rebuilt from the catalog.
  *
  * Run at every start and on `setfattr -n user.vstor.rescan`, so the
  * catalog can be deleted at any time and comes back the same.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,7 @@ struct scan {
     /* uuids present on the storage, for deleting stale rows */
     char (*seen)[VS_UUID_LEN + 1];
     size_t nseen, seen_cap;
+    bool records_lost; /* in the domain being scanned: a slot unreadable */
 };
 
 static int
@@ -53,6 +54,8 @@ report_damage(const struct vs_meta_slot_report *rep, void *arg)
 {
     struct scan *s = arg;
     bool lost = rep->copy_a < 0 && rep->copy_b < 0;
+
+    s->records_lost |= lost;
 
     vs_log(lost ? LOG_ERR : LOG_WARNING,
            "domain '%s': metadata slot %u: copy A %s, copy B %s; %s",
@@ -99,6 +102,54 @@ finish_removal(struct vs_store *st, struct vs_meta_area *meta,
     vs_log(LOG_NOTICE, "volume '%s' (%s): finished its interrupted removal%s",
            rec->name, rec->uuid, r < 0 ? ": failed, will retry" : "");
     rec->kind = VS_REC_FREE;
+}
+
+struct leftovers {
+    struct scan *s;
+    struct vs_store *st;
+};
+
+/* object_list callback: remove object NAME if no record names it. */
+static int
+remove_leftover(const char *name, void *arg)
+{
+    struct leftovers *l = arg;
+    int r;
+
+    if (!vs_uuid_valid(name))
+        return 0; /* "metadata", or not ours */
+    for (size_t i = 0; i < l->s->nrecs; i++)
+        if (l->s->recs[i].kind == VS_REC_VOLUME &&
+            strcmp(l->s->recs[i].object, name) == 0)
+            return 0;
+    r = vs_object_remove(l->st, name);
+    vs_log(LOG_NOTICE,
+           "domain '%s': object '%s' is named by no record (a creation "
+           "interrupted before its record was written); removed%s",
+           l->s->location, name, r < 0 ? ": failed" : "");
+    return 0;
+}
+
+/* Objects are made before the records that name them (tree.c), so a crash
+ * can leave an object nothing names: a new volume's, or a snapshot's new
+ * top layer.  Remove them, unless a record could not be read (its object
+ * would look unnamed).  One host serves a domain at a time: with several,
+ * this needs the domain's lease, or it would race another host's mkdir. */
+static void
+remove_leftovers(struct scan *s, struct vs_store *st)
+{
+    struct leftovers l = {.s = s, .st = st};
+
+    if (s->records_lost) {
+        vs_log(LOG_WARNING,
+               "domain '%s': objects named by no record are kept while a "
+               "record is unreadable",
+               s->location);
+        return;
+    }
+    if (vs_object_list(st, remove_leftover, &l) < 0)
+        vs_log(LOG_WARNING, "domain '%s': cannot list its objects",
+               s->location);
 }
 
 /* The domain's own record: the one in slot 0. */
@@ -272,6 +323,7 @@ scan_domain(struct scan *s, const char *location)
 
     s->location = location;
     s->nrecs = 0;
+    s->records_lost = false;
     r = vs_store_open(location, false, &st);
     if (r == 0)
         r = vs_meta_area_open(st, false, &meta);
@@ -288,7 +340,20 @@ scan_domain(struct scan *s, const char *location)
                  !has_child_layer(s, rec->uuid))
             finish_removal(st, meta, rec); /* merged; the switch was done */
     }
+    if (r == 0)
+        remove_leftovers(s, st);
     vs_meta_area_close(meta);
+    if (st && ((r == 0 && s->nrecs == 0 && !s->records_lost) || r == -ENOENT) &&
+        vs_store_destroy(st) == 0) {
+        /* make_domain creates the store, then the metadata area, then the
+         * domain record: a store with no record was never a domain
+         * (destroy refuses one that holds any object but the metadata) */
+        vs_log(LOG_NOTICE,
+               "domain '%s': its creation was interrupted before its "
+               "record was written; removed",
+               location);
+        return 0;
+    }
     if (r < 0) {
         vs_store_close(st);
         return vs_log_errno(LOG_ERR, r,
@@ -322,34 +387,32 @@ scan_domain(struct scan *s, const char *location)
     return r;
 }
 
+/* vs_store_list callback: scan the domain NAME under the tree's root. */
 static int
-scan_data_dir(struct scan *s)
+scan_listed(const char *name, void *arg)
 {
-    char *path = NULL;
-    struct dirent *de;
-    DIR *dir;
+    struct scan *s = arg;
+    char *location = NULL;
     int r = 0;
 
-    if (asprintf(&path, "%s/domains", s->tree->data_dir) < 0)
+    if (!vs_uuid_valid(name))
+        return 0; /* not a domain of ours */
+    if (asprintf(&location, "%s/%s", s->tree->domain_root, name) < 0)
         return -ENOMEM;
-    dir = opendir(path);
-    if (!dir) {
-        r = -errno;
-        free(path);
-        return r;
-    }
-    while (r == 0 && (de = readdir(dir))) {
-        char *location = NULL;
-        if (!vs_uuid_valid(de->d_name))
-            continue;
-        if (asprintf(&location, "dir:%s/%s", path, de->d_name) < 0)
-            r = -ENOMEM;
-        else if (scan_domain(s, location) == -ENOMEM)
-            r = -ENOMEM;
-        free(location);
-    }
-    closedir(dir);
-    free(path);
+    if (scan_domain(s, location) == -ENOMEM)
+        r = -ENOMEM;
+    free(location);
+    return r;
+}
+
+static int
+scan_domain_root(struct scan *s)
+{
+    int r = vs_store_list(s->tree->domain_root, scan_listed, s);
+
+    if (r < 0 && r != -ENOMEM)
+        vs_log(LOG_ERR, "cannot list the domains under '%s': %s",
+               s->tree->domain_root, strerror(-r));
     return r;
 }
 
@@ -415,7 +478,7 @@ vs_tree_rescan(struct vs_tree *tree)
     r = vs_catalog_begin(tree->cat);
     if (r < 0)
         return r;
-    r = scan_data_dir(&s);
+    r = scan_domain_root(&s);
     if (r == 0)
         r = delete_stale(&s);
     if (r == 0)

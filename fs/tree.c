@@ -454,16 +454,22 @@ load_host_identity(struct vs_tree *tree)
 }
 
 int
-vs_tree_open(const char *data_dir, const char *catalog_path,
-             struct vs_tree **out)
+vs_tree_open(const char *data_dir, const char *domain_root,
+             const char *catalog_path, struct vs_tree **out)
 {
     struct vs_tree *tree = calloc(1, sizeof(*tree));
     char *domains = NULL;
     int r;
 
     if (!tree || !(tree->data_dir = strdup(data_dir)) ||
-        asprintf(&domains, "%s/domains", data_dir) < 0) {
-        free(tree ? tree->data_dir : NULL);
+        asprintf(&domains, "%s/domains", data_dir) < 0 ||
+        (domain_root ? !(tree->domain_root = strdup(domain_root))
+                     : asprintf(&tree->domain_root, "dir:%s", domains) < 0)) {
+        free(domains);
+        if (tree) {
+            free(tree->data_dir);
+            free(tree->domain_root);
+        }
         free(tree);
         return -ENOMEM;
     }
@@ -471,7 +477,7 @@ vs_tree_open(const char *data_dir, const char *catalog_path,
     tree->root.cat.kind = VS_NODE_ROOT;
     tree->root.cat.mode = DIR_MODE;
     r = make_dir(data_dir);
-    if (r == 0)
+    if (r == 0 && !domain_root)
         r = make_dir(domains);
     free(domains);
     if (r == 0)
@@ -501,6 +507,7 @@ vs_tree_close(struct vs_tree *tree)
     pthread_rwlock_destroy(&tree->lock);
     free(tree->hash);
     free(tree->data_dir);
+    free(tree->domain_root);
     free(tree);
 }
 
@@ -624,8 +631,12 @@ make_domain(struct vs_tree *tree, struct vs_cat_node *row, struct vs_node **out)
 
     if (!dom)
         return -ENOMEM;
-    snprintf(row->location, sizeof(row->location), "dir:%s/domains/%s",
-             tree->data_dir, row->uuid);
+    if ((size_t)snprintf(row->location, sizeof(row->location), "%s/%s",
+                         tree->domain_root,
+                         row->uuid) >= sizeof(row->location)) {
+        free(dom);
+        return -ENAMETOOLONG;
+    }
     r = vs_store_open(row->location, true, &dom->store);
     if (r < 0) {
         free(dom);

@@ -228,6 +228,25 @@ dir_store_setup(struct vs_store *st, const char *path, int dirfd)
     return 0;
 }
 
+/* Make a new entry of PATH's parent directory durable. */
+static int
+sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *parent = slash != NULL ? strndup(path, (size_t)(slash - path)) : NULL;
+    int fd, r = 0;
+
+    if (parent == NULL)
+        return -ENOMEM;
+    fd = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    free(parent);
+    return r;
+}
+
 static int
 dir_store_open(struct vs_store *st, bool create)
 {
@@ -238,6 +257,10 @@ dir_store_open(struct vs_store *st, bool create)
         return -EINVAL;
     if (create && mkdir(path, STORE_MODE) < 0)
         return -errno;
+    if (create && (r = sync_parent(path)) < 0) {
+        rmdir(path);
+        return r;
+    }
     fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     r = fd < 0 ? -errno : dir_store_setup(st, path, fd);
     if (r < 0) {
@@ -260,6 +283,42 @@ dir_store_close(struct vs_store *st)
     free(ds->path);
     free(ds);
     st->opaque = NULL;
+}
+
+/* Call fn with each subdirectory of ROOT's directory: the stores there
+ * (dotted names are never stores). */
+static int
+dir_store_list(const char *root, int (*fn)(const char *name, void *arg),
+               void *arg)
+{
+    const char *path = dir_path_of(root);
+    struct dirent *e;
+    struct stat sb;
+    DIR *d;
+    int r = 0;
+
+    if (path == NULL)
+        return -EINVAL;
+    d = opendir(path);
+    if (d == NULL)
+        return -errno;
+    while (r == 0) {
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            r = -errno;
+            break;
+        }
+        if (e->d_name[0] == '.')
+            continue;
+        if (e->d_type == DT_DIR ||
+            (e->d_type == DT_UNKNOWN &&
+             fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISDIR(sb.st_mode)))
+            r = fn(e->d_name, arg);
+    }
+    closedir(d);
+    return r;
 }
 
 /* Whether entry E of directory D is a regular file (not following links). */
@@ -346,7 +405,7 @@ dir_store_destroy(struct vs_store *st)
         return -errno;
     if (rmdir(ds->path) < 0)
         return -errno;
-    return 0;
+    return sync_parent(ds->path);
 }
 
 static int
@@ -362,6 +421,15 @@ dir_store_space(struct vs_store *st, struct vs_space *out)
 }
 
 /* ---- objects ---- */
+
+/* Make the store's names durable: records name objects only after the
+ * object exists, and a power loss must not take back a created object or
+ * bring back a removed one under a record that says otherwise. */
+static int
+dir_sync_names(struct dir_store *ds)
+{
+    return fsync(ds->dirfd) < 0 ? -errno : 0;
+}
 
 static int
 dir_object_create(struct vs_store *st, const char *name, uint64_t size)
@@ -382,7 +450,7 @@ dir_object_create(struct vs_store *st, const char *name, uint64_t size)
         unlinkat(ds->dirfd, name, 0);
     }
     close(fd);
-    return r;
+    return r < 0 ? r : dir_sync_names(ds);
 }
 
 static int
@@ -394,7 +462,7 @@ dir_object_remove(struct vs_store *st, const char *name)
         return r;
     if (unlinkat(dir_store_of(st)->dirfd, name, 0) < 0)
         return -errno;
-    return 0;
+    return dir_sync_names(dir_store_of(st));
 }
 
 /* Whether a FICLONE failure means "this storage cannot" (ENOTSUP). */
@@ -424,7 +492,7 @@ dir_object_clone(struct vs_store *st, const char *src, const char *dst)
     if (dfd < 0)
         return dfd;
     if (ioctl(dfd, FICLONE, sfd) == 0)
-        return 0;
+        return fsync(dfd) < 0 ? -errno : dir_sync_names(ds);
     r = clone_unsupported(errno) ? -ENOTSUP : -errno;
     unlinkat(ds->dirfd, dst, 0);
     return r;
@@ -489,6 +557,7 @@ const struct vs_driver vs_driver_dir = {
     .store_close = dir_store_close,
     .store_destroy = dir_store_destroy,
     .store_space = dir_store_space,
+    .store_list = dir_store_list,
     .object_create = dir_object_create,
     .object_remove = dir_object_remove,
     .object_open = dir_object_open,

@@ -31,6 +31,10 @@ int vs_driver_register_extra(const struct vs_driver *drv);
 /* Open (or with create, make and open) the store at LOCATION.  -ENOENT if
  * nothing is there, -EPROTONOSUPPORT if no driver knows the scheme. */
 int vs_store_open(const char *location, bool create, struct vs_store **out);
+/* Call fn with the name of each store under location ROOT (whose
+ * locations are ROOT "/" NAME).  -EPROTONOSUPPORT if no driver lists ROOT. */
+int vs_store_list(const char *root, int (*fn)(const char *name, void *arg),
+                  void *arg);
 /* Close a store; NULL is allowed. */
 void vs_store_close(struct vs_store *st);
 /* Remove an empty store and free it (also on failure: st is consumed only

@@ -174,7 +174,8 @@ struct vs_driver {
     int (*store_space)(struct vs_store *st, struct vs_space *out);
     /* Create object NAME of SIZE bytes, thin where the storage can: EEXIST
      * if it exists.  NAME is a safe file name chosen by vstorfs (a uuid or
-     * "metadata"), never user input. */
+     * "metadata"), never user input.  The name is durable on return (and
+     * so is a removal, below): records that name it are written after. */
     int (*object_create)(struct vs_store *st, const char *name, uint64_t size);
     /* Remove object NAME; ENOENT if it is not there. */
     int (*object_remove)(struct vs_store *st, const char *name);
@@ -250,6 +251,16 @@ struct vs_driver {
      * Durable when it returns.  Does not change what bs->backing is. */
     int (*set_backing)(struct vs_bdev *bs, const char *name,
                        const char *format);
+
+    /* ---- appended after the first release (NULL in older drivers) ---- */
+
+    /* Protocol drivers: call fn with the name of every store directly
+     * under the location ROOT (a place that holds several domains: a
+     * directory, later an NFS export), so a host can find the domains it
+     * has no catalog rows for.  The store's location is ROOT "/" NAME.
+     * ENOENT if ROOT is not there; stop at fn's first non-zero answer. */
+    int (*store_list)(const char *root, int (*fn)(const char *name, void *arg),
+                      void *arg);
 };
 
 #endif

@@ -24,6 +24,7 @@
  * one: calloc'd, with a strdup'd name, so that vs_bdev_close frees it.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +123,40 @@ crashsim_torn_len(const struct crashsim_event *ev, uint64_t t)
     return stop - ev->off < ev->len ? stop - ev->off : ev->len;
 }
 
+/* ---- the clock ---- */
+
+static _Atomic uint64_t clock_next;
+static void (*_Atomic hook_fn)(uint64_t seq, void *arg);
+static void *_Atomic hook_arg;
+
+uint64_t
+crashsim_now(void)
+{
+    return atomic_load(&clock_next);
+}
+
+uint64_t
+crashsim_tick(void)
+{
+    return atomic_fetch_add(&clock_next, 1);
+}
+
+void
+crashsim_tick_done(uint64_t seq)
+{
+    void (*fn)(uint64_t, void *) = atomic_load(&hook_fn);
+
+    if (fn != NULL)
+        fn(seq, atomic_load(&hook_arg));
+}
+
+void
+crashsim_set_hook(void (*fn)(uint64_t seq, void *arg), void *arg)
+{
+    atomic_store(&hook_arg, arg);
+    atomic_store(&hook_fn, fn);
+}
+
 /* ---- disks ---- */
 
 struct crashsim_disk *
@@ -191,7 +226,9 @@ log_event(struct crashsim_disk *d, struct crashsim_event ev)
         goto nomem;
     if (ev.kind == CRASHSIM_FLUSH)
         d->flush_at[d->nflush++] = d->nev;
+    ev.seq = crashsim_tick();
     d->ev[d->nev++] = ev;
+    d->last_seq = ev.seq;
     return 0;
 nomem:
     free((void *)ev.data);
@@ -262,6 +299,15 @@ crashsim_durable(struct crashsim_disk *d, size_t k, struct crashsim_image *img)
 }
 
 int
+crashsim_durable_at(struct crashsim_disk *d, size_t pos,
+                    struct crashsim_image *img)
+{
+    int r = cache_advance(d, pos);
+
+    return r < 0 ? r : crashsim_image_copy(img, &d->cache);
+}
+
+int
 crashsim_current(struct crashsim_disk *d, struct crashsim_image *img)
 {
     int r;
@@ -290,12 +336,16 @@ int
 crashsim_cb_truncate(struct vs_bdev *bs, uint64_t size)
 {
     struct crashsim_disk *d = bs->opaque;
+    uint64_t seq;
     struct crashsim_event ev = {.kind = CRASHSIM_RESIZE, .off = size};
     int r;
 
     pthread_mutex_lock(&d->lock);
     r = log_event(d, ev);
+    seq = d->last_seq;
     pthread_mutex_unlock(&d->lock);
+    if (r == 0)
+        crashsim_tick_done(seq);
     return r;
 }
 
@@ -324,6 +374,7 @@ crashsim_cb_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                     uint64_t offset, unsigned flags)
 {
     struct crashsim_disk *d = bs->opaque;
+    uint64_t seq;
     struct crashsim_event ev = {.kind = CRASHSIM_WRITE, .off = offset};
     struct crashsim_event fl = {.kind = CRASHSIM_FLUSH};
     size_t pos = 0;
@@ -346,7 +397,10 @@ crashsim_cb_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
     r = log_event(d, ev);
     if (r == 0 && (flags & VS_IO_FUA))
         r = log_event(d, fl);
+    seq = d->last_seq;
     pthread_mutex_unlock(&d->lock);
+    if (r == 0)
+        crashsim_tick_done(seq);
     return r < 0 ? r : (ssize_t)ev.len;
 }
 
@@ -354,12 +408,16 @@ int
 crashsim_cb_flush(struct vs_bdev *bs)
 {
     struct crashsim_disk *d = bs->opaque;
+    uint64_t seq;
     struct crashsim_event ev = {.kind = CRASHSIM_FLUSH};
     int r;
 
     pthread_mutex_lock(&d->lock);
     r = log_event(d, ev);
+    seq = d->last_seq;
     pthread_mutex_unlock(&d->lock);
+    if (r == 0)
+        crashsim_tick_done(seq);
     return r;
 }
 
@@ -367,6 +425,7 @@ int
 crashsim_cb_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 {
     struct crashsim_disk *d = bs->opaque;
+    uint64_t seq;
     struct crashsim_event ev = {.kind = CRASHSIM_ZERO, .off = offset};
     int r = 0;
 
@@ -377,7 +436,10 @@ crashsim_cb_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         ev.len = length < left ? length : left;
         r = log_event(d, ev);
     }
+    seq = d->last_seq;
     pthread_mutex_unlock(&d->lock);
+    if (r == 0 && ev.len > 0)
+        crashsim_tick_done(seq);
     return r;
 }
 
@@ -386,6 +448,7 @@ crashsim_cb_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                          unsigned flags)
 {
     struct crashsim_disk *d = bs->opaque;
+    uint64_t seq;
     struct crashsim_event ev = {
         .kind = CRASHSIM_ZERO, .off = offset, .len = length};
     int r;
@@ -393,7 +456,10 @@ crashsim_cb_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     (void)flags;
     pthread_mutex_lock(&d->lock);
     r = log_event(d, ev);
+    seq = d->last_seq;
     pthread_mutex_unlock(&d->lock);
+    if (r == 0)
+        crashsim_tick_done(seq);
     return r;
 }
 

@@ -73,6 +73,7 @@ struct crashsim_event {
     uint64_t off;
     uint64_t len;
     const uint8_t *data; /* CRASHSIM_WRITE only; owned by the disk */
+    uint64_t seq;        /* the instant it happened (crashsim_now) */
 };
 
 /* Flushes recorded so far (the number of epochs is this plus one). */
@@ -84,6 +85,52 @@ const struct crashsim_event *crashsim_event(const struct crashsim_disk *d,
 /* The events of epoch K: [*first, *end) of the log (flush excluded). */
 void crashsim_epoch_span(const struct crashsim_disk *d, size_t k, size_t *first,
                          size_t *end);
+
+/* ---- one clock for every disk ---- */
+
+/* Every event of every disk, and every object created or removed in a
+ * crashsim store, takes the next number of one process-wide clock, so a
+ * power loss can be cut across several disks at one instant.  The number
+ * the next event will take: */
+uint64_t crashsim_now(void);
+/* Called after each event with its number (NULL: none).  It runs on the
+ * thread that made the event, with no crashsim lock held; a test uses it
+ * to record what lives outside the disks at that instant (a catalog). */
+void crashsim_set_hook(void (*fn)(uint64_t seq, void *arg), void *arg);
+
+/* ---- worlds: every crashsim store at once ---- */
+
+/* Free every store of the registry ("crashsim:" locations) and its disks. */
+void crashsim_store_drop_all(void);
+
+/* What the registry's stores went through: taken out of the registry, with
+ * every disk's log and every object's creation and removal. */
+struct crashsim_world;
+
+/* Move every store into a new world; the registry is empty afterwards.
+ * NULL without memory. */
+struct crashsim_world *crashsim_world_take(void);
+void crashsim_world_free(struct crashsim_world *w);
+
+/* How a power loss treats event EV of a disk, not yet flushed when it hit:
+ * the bytes of it that land (0: dropped; UINT64_MAX: kept whole; a size
+ * change is kept unless 0). */
+typedef uint64_t (*crashsim_fate_fn)(const struct crashsim_event *ev,
+                                     void *arg);
+
+/* Fill the (empty) registry with W's stores as a power loss at instant CUT
+ * leaves them: the stores and objects that existed then, each object a
+ * new disk whose durable contents are its events before CUT up to its last
+ * flush before CUT, then its later events before CUT as FATE decides (NULL:
+ * all kept).  0 or -ENOMEM. */
+int crashsim_world_restore(struct crashsim_world *w, uint64_t cut,
+                           crashsim_fate_fn fate, void *arg);
+/* Whether instant SEQ of W is a barrier: a disk flush, or an object or a
+ * store made or removed (where an ordered power loss is worth cutting). */
+bool crashsim_world_barrier(const struct crashsim_world *w, uint64_t seq);
+/* The events and flushes in W's disks (for the test's figures). */
+void crashsim_world_counts(const struct crashsim_world *w, size_t *disks,
+                           size_t *events, size_t *flushes);
 
 /* ---- images ---- */
 

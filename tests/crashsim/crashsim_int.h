@@ -22,7 +22,40 @@ struct crashsim_disk {
     struct crashsim_image cache; /* the image after events [0, cache_next) */
     size_t cache_next;
     bool cache_valid;
+    uint64_t last_seq; /* of the newest event */
 };
+
+/* Take the clock's next number (crashsim.c); crashsim_tick_done() runs the
+ * hook for it once no lock is held. */
+uint64_t crashsim_tick(void);
+void crashsim_tick_done(uint64_t seq);
+
+/* ---- stores (crashsim_store.c), as crashsim_world.c reads them ---- */
+
+#define CRASHSIM_NEVER UINT64_MAX /* an instant that never comes */
+
+struct cs_object {
+    char *name;
+    struct crashsim_disk *disk;
+    uint64_t created, removed; /* instants; removed: CRASHSIM_NEVER */
+};
+
+struct cs_store {
+    char *name; /* the location without "crashsim:" */
+    struct cs_object *obj;
+    size_t n, cap;
+    uint64_t created, destroyed;
+};
+
+/* A new store in the registry, made at instant CREATED; NULL without
+ * memory. */
+struct cs_store *crashsim_store_new(const char *name, uint64_t created);
+/* Add object NAME on DISK (which it then owns) to CS, made at CREATED. */
+int crashsim_store_add_object(struct cs_store *cs, const char *name,
+                              struct crashsim_disk *disk, uint64_t created);
+/* Take every store out of the registry (the caller owns them now). */
+struct cs_store **crashsim_store_detach_all(size_t *n);
+void crashsim_store_free(struct cs_store *cs);
 
 /* The driver tables (crashsim.c, crashsim_store.c). */
 extern const struct vs_driver crashsim_driver;
@@ -37,6 +70,9 @@ int crashsim_image_copy(struct crashsim_image *dst,
  * range (UINT64_MAX: all of it).  0 or -ENOMEM. */
 int crashsim_apply(struct crashsim_image *img, const struct crashsim_event *ev,
                    uint64_t limit);
+/* Replace *IMG with D's contents after its events [0, POS). */
+int crashsim_durable_at(struct crashsim_disk *d, size_t pos,
+                        struct crashsim_image *img);
 /* Sectors a write or zeroed range touches (0 for other events). */
 uint64_t crashsim_sectors(const struct crashsim_event *ev);
 /* Bytes of EV that land when it is torn after T of its sectors. */

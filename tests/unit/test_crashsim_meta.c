@@ -583,6 +583,7 @@ main(void)
     }
     vs_meta_area_close(area);
     vs_store_close(cst);
+    crashsim_store_drop_all();
     vs_store_close(dirst);
     nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     tap_done();
