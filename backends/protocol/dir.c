@@ -285,42 +285,6 @@ dir_store_close(struct vs_store *st)
     st->opaque = NULL;
 }
 
-/* Call fn with each subdirectory of ROOT's directory: the stores there
- * (dotted names are never stores). */
-static int
-dir_store_list(const char *root, int (*fn)(const char *name, void *arg),
-               void *arg)
-{
-    const char *path = dir_path_of(root);
-    struct dirent *e;
-    struct stat sb;
-    DIR *d;
-    int r = 0;
-
-    if (path == NULL)
-        return -EINVAL;
-    d = opendir(path);
-    if (d == NULL)
-        return -errno;
-    while (r == 0) {
-        errno = 0;
-        e = readdir(d);
-        if (e == NULL) {
-            r = -errno;
-            break;
-        }
-        if (e->d_name[0] == '.')
-            continue;
-        if (e->d_type == DT_DIR ||
-            (e->d_type == DT_UNKNOWN &&
-             fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-             S_ISDIR(sb.st_mode)))
-            r = fn(e->d_name, arg);
-    }
-    closedir(d);
-    return r;
-}
-
 /* Whether entry E of directory D is a regular file (not following links). */
 static bool
 entry_is_file(DIR *d, const struct dirent *e)
@@ -333,23 +297,28 @@ entry_is_file(DIR *d, const struct dirent *e)
            S_ISREG(sb.st_mode);
 }
 
-/* Call fn for each regular file of the store whose name starts with '.'
- * exactly when HIDDEN; stop at fn's first non-zero answer and return it. */
-static int
-dir_scan(struct dir_store *ds, bool hidden,
-         int (*fn)(const char *name, void *arg), void *arg)
+/* Whether entry E of directory D is a directory (not following links). */
+static bool
+entry_is_dir(DIR *d, const struct dirent *e)
 {
-    int fd = openat(ds->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct stat sb;
+
+    if (e->d_type != DT_UNKNOWN)
+        return e->d_type == DT_DIR;
+    return fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISDIR(sb.st_mode);
+}
+
+/* Call fn for each entry of D that IS (a regular file, a directory) and
+ * whose name starts with '.' exactly when HIDDEN; stop at fn's first
+ * non-zero answer and return it.  Closes D. */
+static int
+scan_entries(DIR *d, bool hidden, bool (*is)(DIR *d, const struct dirent *e),
+             int (*fn)(const char *name, void *arg), void *arg)
+{
     struct dirent *e;
     int r = 0;
 
-    if (d == NULL) {
-        r = -errno;
-        if (fd >= 0)
-            close(fd);
-        return r;
-    }
     while (r == 0) {
         errno = 0;
         e = readdir(d);
@@ -357,11 +326,46 @@ dir_scan(struct dir_store *ds, bool hidden,
             r = -errno;
             break;
         }
-        if ((e->d_name[0] == '.') == hidden && entry_is_file(d, e))
+        if ((e->d_name[0] == '.') == hidden && is(d, e))
             r = fn(e->d_name, arg);
     }
     closedir(d);
     return r;
+}
+
+/* The regular files of the store, dotted (HIDDEN) or not. */
+static int
+dir_scan(struct dir_store *ds, bool hidden,
+         int (*fn)(const char *name, void *arg), void *arg)
+{
+    int fd = openat(ds->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    int r;
+
+    if (d == NULL) {
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    return scan_entries(d, hidden, entry_is_file, fn, arg);
+}
+
+/* The stores under ROOT: its directory's subdirectories (a dotted name is
+ * never a store). */
+static int
+dir_store_list(const char *root, int (*fn)(const char *name, void *arg),
+               void *arg)
+{
+    const char *path = dir_path_of(root);
+    DIR *d;
+
+    if (path == NULL)
+        return -EINVAL;
+    d = opendir(path);
+    if (d == NULL)
+        return -errno;
+    return scan_entries(d, false, entry_is_dir, fn, arg);
 }
 
 static int

@@ -225,6 +225,24 @@ store_destroy(struct vs_store *st)
     return 0;
 }
 
+/* Call fn for each of the N names (collected under the registry's lock,
+ * called without it: fn may open stores), then free them.  A NULL name
+ * (strdup failed) or NAMES NULL gives -ENOMEM. */
+static int
+call_each(char **names, size_t n, int (*fn)(const char *name, void *arg),
+          void *arg)
+{
+    int r = names != NULL ? 0 : -ENOMEM;
+
+    for (size_t i = 0; i < n; i++) {
+        if (r == 0)
+            r = names[i] != NULL ? fn(names[i], arg) : -ENOMEM;
+        free(names[i]);
+    }
+    free(names);
+    return r;
+}
+
 static int
 store_list(const char *root, int (*fn)(const char *name, void *arg), void *arg)
 {
@@ -232,11 +250,9 @@ store_list(const char *root, int (*fn)(const char *name, void *arg), void *arg)
     size_t plen = prefix ? strlen(prefix) : 0;
     char **names = NULL;
     size_t n = 0;
-    int r = 0;
 
     if (prefix == NULL)
         return -EINVAL;
-    /* collect first: fn may open the stores it is given */
     pthread_mutex_lock(&registry_lock);
     names = calloc(nstores + 1, sizeof(*names));
     for (size_t i = 0; names != NULL && i < nstores; i++) {
@@ -247,15 +263,7 @@ store_list(const char *root, int (*fn)(const char *name, void *arg), void *arg)
             names[n++] = strdup(sn + plen + 1);
     }
     pthread_mutex_unlock(&registry_lock);
-    if (names == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (r == 0)
-            r = names[i] != NULL ? fn(names[i], arg) : -ENOMEM;
-        free(names[i]);
-    }
-    free(names);
-    return r;
+    return call_each(names, n, fn, arg);
 }
 
 static int
@@ -325,7 +333,6 @@ object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
     struct cs_store *cs = st->opaque;
     char **names;
     size_t n = 0;
-    int r = 0;
 
     pthread_mutex_lock(&registry_lock);
     names = calloc(cs->n + 1, sizeof(*names));
@@ -334,15 +341,7 @@ object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
             names[n++] = strdup(cs->obj[i].name);
     }
     pthread_mutex_unlock(&registry_lock);
-    if (names == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (r == 0)
-            r = names[i] != NULL ? fn(names[i], arg) : -ENOMEM;
-        free(names[i]);
-    }
-    free(names);
-    return r;
+    return call_each(names, n, fn, arg);
 }
 
 static void

@@ -54,6 +54,7 @@ cp "$T/keep.bin" "$I/keep/data" || bail "cannot write keep"
 # The rename writes the record a second time: copy A has "tv-old", B "tv".
 mv "$I/tv-old" "$I/tv" || bail "cannot rename the volume"
 tv_uuid=$(xget "$I/tv" user.vstor.uuid)
+tv_object=$(xget "$I/tv" user.vstor.object)
 keep_uuid=$(xget "$I/keep" user.vstor.uuid)
 duuid=$(xget "$MNT/dom" user.vstor.uuid)
 META=$DATA/domains/$duuid/metadata
@@ -111,6 +112,8 @@ assert_eq "keep" "$(ls "$I" | xargs)" "both copies damaged: the image lists the 
 assert_eq "$keep_uuid" "$(xget "$I/keep" user.vstor.uuid)" "both copies damaged: the other volume keeps its uuid"
 check "both copies damaged: the other volume is intact" cmp "$I/keep/data" "$T/keep.bin"
 check "both copies damaged: the domain is served (mkdir works)" mkdir "$I/new"
+check "both copies damaged: the unreadable record's object is kept (not taken for a leftover)" \
+    test -f "$DATA/domains/$duuid/$tv_object"
 check "both copies damaged: rmdir works" rmdir "$I/new"
 if log_gained "$DAMAGE_RE"; then
     ok "both copies damaged: the daemon logged the damage"

@@ -273,6 +273,51 @@ show_caps(const char *root, const char *what)
     is_int(vs_store_destroy(st), 0, "caps store destroyed");
 }
 
+static int
+collect_name(const char *name, void *arg)
+{
+    char *seen = arg;
+
+    strcat(seen, name);
+    strcat(seen, ",");
+    return 0;
+}
+
+static int
+stop_early(const char *name, void *arg)
+{
+    (void)name, (void)arg;
+    return 7;
+}
+
+/* Stores under a root: its subdirectories, not its files or dotted
+ * entries; a missing root is ENOENT, a foreign scheme not listable. */
+static void
+test_store_list(void)
+{
+    char root[96], loc[160], path[160], seen[256] = "";
+    struct vs_store *st;
+
+    snprintf(root, sizeof(root), "dir:%s/roots", base);
+    is_int(vs_store_list(root, collect_name, seen), -ENOENT,
+           "listing a missing root is ENOENT");
+    snprintf(path, sizeof(path), "%s/roots", base);
+    mkdir(path, 0700);
+    snprintf(loc, sizeof(loc), "%s/a", root);
+    if (vs_store_open(loc, true, &st) == 0)
+        vs_store_close(st);
+    snprintf(path, sizeof(path), "%s/roots/.hidden", base);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/roots/file", base);
+    close(open(path, O_CREAT | O_WRONLY, 0600));
+    is_int(vs_store_list(root, collect_name, seen), 0, "list the root");
+    ok(strcmp(seen, "a,") == 0, "only the store is listed ('%s')", seen);
+    is_int(vs_store_list(root, stop_early, NULL), 7,
+           "the callback's answer stops the listing");
+    is_int(vs_store_list("bogus://x", collect_name, seen), -EPROTONOSUPPORT,
+           "no driver lists an unknown scheme");
+}
+
 int
 main(void)
 {
@@ -285,6 +330,7 @@ main(void)
     test_registry();
     test_store_open_errors();
     test_store_lifecycle();
+    test_store_list();
     show_caps(base, base);
     if (mkdtemp(shm) != NULL) {
         show_caps(shm, "/dev/shm (tmpfs)");
