@@ -5,8 +5,9 @@
  *
  * The tree (fs/) runs unchanged with its domains on "crashsim:" stores:
  * mkdir of a domain, an image and a raw base volume; writes; a live
- * snapshot; a thin clone (mkdir, then the backing link); a discard; a
- * second snapshot; a merge of a middle layer (rmdir, a background job); the
+ * snapshot; growing the live volume past its backing; a thin clone (mkdir,
+ * then the backing link); a discard; a second snapshot; a merge of a middle
+ * layer (rmdir, a background job copying 1 MiB steps over 4 MiB); the
  * removal of a leaf volume; the merge of the base layer.  Each operation
  * ends with a flush of the volumes it wrote, and a model of what every
  * volume reads is kept after each one.
@@ -54,7 +55,8 @@
 #include "vs/names.h"
 #include "vs/record.h"
 
-#define VOL_SIZE (1u << 20)
+#define VOL_MAX (4u << 20) /* the largest a volume grows to */
+#define MIB (1u << 20)
 #define SECTOR 512
 #define MAX_VOLS 8
 #define MAX_OPS 24
@@ -69,7 +71,7 @@ struct mvol {
     char image[VS_NAME_MAX + 1], name[VS_NAME_MAX + 1];
     char backing[VS_NAME_MAX + 1]; /* the parent volume's name, "" none */
     uint64_t size;
-    uint8_t *data; /* VOL_SIZE bytes */
+    uint8_t *data; /* VOL_MAX bytes */
 };
 
 struct model {
@@ -122,9 +124,9 @@ mvol_add(struct model *m, const char *image, const char *name)
         v->backing[0] = '\0';
         v->size = 0;
         if (!v->data)
-            v->data = calloc(1, VOL_SIZE);
+            v->data = calloc(1, VOL_MAX);
         else
-            memset(v->data, 0, VOL_SIZE);
+            memset(v->data, 0, VOL_MAX);
         return v->data ? v : NULL;
     }
     return NULL;
@@ -140,9 +142,9 @@ model_copy(struct model *dst, const struct model *src)
         dst->v[i].data = keep;
         if (src->v[i].data) {
             if (!dst->v[i].data)
-                dst->v[i].data = malloc(VOL_SIZE);
+                dst->v[i].data = malloc(VOL_MAX);
             if (dst->v[i].data)
-                memcpy(dst->v[i].data, src->v[i].data, VOL_SIZE);
+                memcpy(dst->v[i].data, src->v[i].data, VOL_MAX);
         }
     }
 }
@@ -280,7 +282,7 @@ volume_of(const char *image, const char *name, struct vs_volume **out)
     return r;
 }
 
-enum io_kind { IO_WRITE, IO_DISCARD, IO_FLUSH };
+enum io_kind { IO_WRITE, IO_DISCARD, IO_GROW, IO_FLUSH };
 
 static int
 do_io(const char *image, const char *name, enum io_kind kind, uint64_t off,
@@ -300,6 +302,8 @@ do_io(const char *image, const char *name, enum io_kind kind, uint64_t off,
         }
     } else if (kind == IO_DISCARD) {
         r = vs_bdev_discard(vol->bdev, off, len);
+    } else if (kind == IO_GROW) {
+        r = vs_volume_grow(vol, off);
     }
     if (r == 0)
         r = vs_bdev_flush(vol->bdev);
@@ -390,6 +394,19 @@ step_discard(const char *image, const char *name, uint64_t off, uint32_t len)
 }
 
 static bool
+step_grow(const char *image, const char *name, uint64_t size)
+{
+    struct mvol *v;
+
+    op_begin("grow %s/%s to %" PRIu64, image, name, size);
+    v = mvol_find(cur, image, name);
+    if (!v)
+        return false;
+    v->size = size;
+    return op_end(do_io(image, name, IO_GROW, size, NULL, 0));
+}
+
+static bool
 step_snapshot(const char *image, const char *name, const char *snap)
 {
     struct mvol *v, *s;
@@ -402,7 +419,7 @@ step_snapshot(const char *image, const char *name, const char *snap)
     if (!v || !s)
         return false;
     /* mvol_add may not move v: the array is fixed */
-    memcpy(s->data, v->data, VOL_SIZE);
+    memcpy(s->data, v->data, VOL_MAX);
     s->size = v->size;
     snprintf(s->backing, sizeof(s->backing), "%s", v->backing);
     snprintf(v->backing, sizeof(v->backing), "%s", snap);
@@ -428,7 +445,7 @@ step_link(const char *image, const char *name, const char *pimage,
     p = mvol_find(cur, pimage, pname);
     if (!v || !p)
         return false;
-    memcpy(v->data, p->data, VOL_SIZE);
+    memcpy(v->data, p->data, VOL_MAX);
     v->size = p->size;
     snprintf(v->backing, sizeof(v->backing), "%s", pname);
     vs_tree_wrlock(tree);
@@ -470,27 +487,29 @@ static bool
 run_sequence(void)
 {
     static const uint64_t w1o[] = {0};
-    static const uint32_t w1l[] = {VOL_SIZE};
-    static const uint64_t w2o[] = {8192, 196608, 716800};
-    static const uint32_t w2l[] = {4096, 65536, 102400};
-    static const uint64_t w3o[] = {4096, 327680};
-    static const uint32_t w3l[] = {12288, 70000};
-    static const uint64_t w4o[] = {0, 300000};
-    static const uint32_t w4l[] = {65536, 200000};
-    static const uint64_t w5o[] = {524288};
-    static const uint32_t w5l[] = {131072};
+    static const uint32_t w1l[] = {3 * MIB};
+    static const uint64_t w2o[] = {8192, 196608, 716800, 3 * MIB + 4096};
+    static const uint32_t w2l[] = {4096, 65536, 102400, 8192};
+    static const uint64_t w3o[] = {4096, 327680, 2 * MIB + 1000};
+    static const uint32_t w3l[] = {12288, 70000, 5000};
+    static const uint64_t w4o[] = {0, 300000, MIB + 65536, 3 * MIB + 512};
+    static const uint32_t w4l[] = {65536, 200000, 131072, 4096};
+    static const uint64_t w5o[] = {524288, 3 * MIB + 65536};
+    static const uint32_t w5l[] = {131072, 65536};
 
+    /* the merges copy several 1 MiB steps: writes are spread over 4 MiB */
     return step_mkdir(NULL, NULL) && step_mkdir("img", NULL) &&
            step_mkdir("img", "base") &&
            step_write("img", "base", w1o, w1l, 1) &&
            step_snapshot("img", "base", "s1") &&
-           step_write("img", "base", w2o, w2l, 3) && step_mkdir("img2", NULL) &&
+           step_grow("img", "base", VOL_MAX) &&
+           step_write("img", "base", w2o, w2l, 4) && step_mkdir("img2", NULL) &&
            step_mkdir("img2", "c1") && step_link("img2", "c1", "img", "s1") &&
-           step_write("img2", "c1", w3o, w3l, 2) &&
+           step_write("img2", "c1", w3o, w3l, 3) &&
            step_discard("img", "base", 262144, 131072) &&
            step_snapshot("img", "base", "s2") &&
-           step_write("img", "base", w4o, w4l, 2) && step_rmdir("img", "s2") &&
-           step_rmdir("img2", "c1") && step_write("img", "base", w5o, w5l, 1) &&
+           step_write("img", "base", w4o, w4l, 4) && step_rmdir("img", "s2") &&
+           step_rmdir("img2", "c1") && step_write("img", "base", w5o, w5l, 2) &&
            step_rmdir("img", "s1");
 }
 
@@ -834,7 +853,7 @@ check_volume(const char *state, struct vs_node *n, const struct mvol *a,
              n->cat.name, size, bname);
         return false;
     }
-    buf = calloc(1, VOL_SIZE);
+    buf = calloc(1, VOL_MAX);
     if (!buf)
         return false;
     if (size && vs_bdev_pread(bs, buf, size, 0) != (ssize_t)size) {
