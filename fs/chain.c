@@ -188,6 +188,13 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
     open_count(parent->vol, &writers);
     if (writers > 0)
         return -EBUSY; /* it is about to become read-only */
+    /* VOL's chain opens PARENT's layer from storage: what PARENT's cached
+     * chain still holds (qcow2 tables) must be there first */
+    pthread_rwlock_rdlock(&parent->vol->io_lock);
+    r = vs_bdev_flush(bs);
+    pthread_rwlock_unlock(&parent->vol->io_lock);
+    if (r < 0)
+        return r;
     size = (int64_t)atomic_load(&parent->vol->size);
     return relayer(tree, vol, "qcow2", parent, (uint64_t)size);
 }

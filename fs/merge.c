@@ -311,8 +311,10 @@ finish(struct vs_job *job)
         image_id = v->cat.parent_id;
         r = vs_tree_remove(tree, v);
     }
-    if (r == 0 && p && job->into_parent)
-        vs_volume_drop(p->vol); /* its own cached chain predates the merge */
+    /* P's own cached chain predates the merge: reopen it (handles opened
+     * on P keep reading through it; dropping it would fail their reads) */
+    if (r == 0 && p && job->into_parent && p->vol->bdev)
+        r = refresh_chain(tree, p);
     if (r == 0)
         r = refresh_above(tree, c);
     vs_tree_unlock(tree);
@@ -321,11 +323,31 @@ finish(struct vs_job *job)
     return r;
 }
 
-/* The parent's layer opened writable, for merging into it. */
+/* The size of V's layer, as C's chain sees it.  Caller holds the tree. */
+static int64_t
+layer_size(struct vs_job *job)
+{
+    struct vs_node *c = vs_tree_volume(job->tree, job->c_id);
+    int64_t size = -ENOENT;
+
+    if (c) {
+        pthread_rwlock_rdlock(&c->vol->io_lock);
+        size = c->vol->bdev && c->vol->bdev->backing
+                   ? vs_bdev_size(c->vol->bdev->backing)
+                   : -EIO;
+        pthread_rwlock_unlock(&c->vol->io_lock);
+    }
+    return size;
+}
+
+/* The parent's layer opened writable, for merging into it, and grown to
+ * V's size when V grew past it: P is to read what V reads (a qcow2 layer
+ * never shrinks, so V is never the smaller). */
 static int
 open_parent(struct vs_job *job, struct vs_bdev **out)
 {
     struct vs_node *p;
+    int64_t want, have;
     int r;
 
     *out = NULL;
@@ -334,7 +356,13 @@ open_parent(struct vs_job *job, struct vs_bdev **out)
     vs_tree_rdlock(job->tree);
     p = vs_tree_volume(job->tree, job->p_id);
     r = p ? vs_tree_open_chain(job->tree, p, 0, out) : -ENOENT;
+    want = r == 0 ? layer_size(job) : 0;
     vs_tree_unlock(job->tree);
+    have = r == 0 ? vs_bdev_size(*out) : 0;
+    if (r == 0 && (want < 0 || have < 0))
+        r = (int)(want < 0 ? want : have);
+    if (r == 0 && want > have)
+        r = vs_bdev_truncate(*out, (uint64_t)want);
     return r;
 }
 
