@@ -82,7 +82,16 @@ struct vs_volume {
     int open_count; /* FUSE file handles */
     int writers;    /* of which opened for writing */
     char *label;    /* "domain/image/volume" for log lines */
+    /* While a merge copies this volume's own layer down into its backing
+     * (merge.c): one bit per VS_MERGE_CHUNK of [0, dirty_chunks chunks)
+     * that a write changed since the merge last copied it; NULL otherwise.
+     * Set and cleared with io_lock held exclusively; writers mark it with
+     * io_lock held shared, after their write completed. */
+    _Atomic uint64_t *_Atomic dirty;
+    uint64_t dirty_chunks;
 };
+
+#define VS_MERGE_CHUNK (1u << 20) /* what a merge copies in one step */
 
 struct vs_volume *vs_volume_new(const char *label);
 void vs_volume_ref(struct vs_volume *vol);
@@ -99,6 +108,9 @@ void vs_volume_drop(struct vs_volume *vol);
  * somebody else has it open). */
 int vs_volume_open(struct vs_volume *vol, bool truncate, bool writable);
 void vs_volume_release(struct vs_volume *vol, bool writable);
+/* Note that [OFF, OFF + LEN) changed, for a merge copying this volume
+ * down (no-op when none does).  io_lock held shared, after the write. */
+void vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len);
 /* Grow to at least SIZE (no-op when already larger). */
 int vs_volume_grow(struct vs_volume *vol, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */

@@ -78,6 +78,20 @@ refuse_readonly(struct vs_node *node)
     return -EROFS;
 }
 
+/* A layer being merged away downwards: its object is taking its child's
+ * bytes, so it no longer reads what it did. */
+static int
+refuse_merging(struct vs_node *node)
+{
+    char path[3 * VS_NAME_MAX + 8];
+
+    vs_log(LOG_NOTICE,
+           "refused open of '%s/data': it is being merged away and its "
+           "object given to its child (EBUSY)",
+           vs_node_path(node, path, sizeof(path)));
+    return -EBUSY;
+}
+
 /* Resolve INO to its volume, its chain opened, under the namespace lock.
  * A volume that other layers use as backing only opens read-only. */
 static int
@@ -95,6 +109,8 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
         r = -EISDIR;
     else if (writable && node->layers_above > 0)
         r = refuse_readonly(node);
+    else if (node->cat.flags & VS_RECF_MERGE_DOWN)
+        r = refuse_merging(node);
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0) {
@@ -270,6 +286,8 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     n = r < 0 ? r
               : vs_bdev_pwritev(h->vol->bdev, &iov, 1, (uint64_t)off,
                                 h->io_flags);
+    if (n > 0)
+        vs_volume_mark_dirty(h->vol, (uint64_t)off, (uint64_t)n);
     io_end(h);
     if (n < 0) {
         log_io_error(h, "write", (uint64_t)off, size, (int)-n);
@@ -331,6 +349,8 @@ do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
         r = vs_bdev_write_zeroes(h->vol->bdev, off, end - off, 0);
     else
         r = vs_bdev_allocate(h->vol->bdev, off, end - off);
+    if (r == 0)
+        vs_volume_mark_dirty(h->vol, off, end - off);
     return r == -ENOTSUP ? -EOPNOTSUPP : r;
 }
 

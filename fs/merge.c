@@ -2,18 +2,27 @@
  * Merging a layer away: `rmdir` of a volume V that exactly one volume C is
  * based on (C -> V -> P) removes V without changing what C reads.
  *
- *   into the child:  copy every range V owns and C does not into C;
- *   into the parent: copy every range V owns into P (only when V is P's
- *                    one child, so nobody else sees P change);
- * whichever copies fewer bytes.  Then C is pointed at P (record, catalog,
- * qcow2 header, open chain) and V is removed.
+ *   into the child: copy every range V owns and C does not up into C's
+ *                   layer; then C is pointed at P (qcow2 header, record,
+ *                   open chain) and V is removed;
+ *   down:           copy every range C's own layer owns down into V's
+ *                   object; then C takes that object over (its record
+ *                   names V's object and P) and C's old object goes;
+ * whichever copies fewer bytes.  Deleting an old snapshot under a live
+ * volume with a small delta copies the delta, not the snapshot.  Nothing
+ * is ever merged into P: P is a volume of its own and would change.
  *
- * The copy runs in a thread per job, one chunk at a time; each chunk holds
- * C's io_lock exclusively so a guest write to C cannot interleave with the
- * copy of the same range.  Both copies are idempotent (they only fill what
- * C does not own, or rewrite V's own bytes into P), so a job interrupted by
- * a crash or a shutdown simply starts over: V's record carries the MERGE
- * flag, and vs_merge_resume_all restarts it after the next rescan.
+ * The copy runs in a thread per job, one chunk at a time.  Into the child,
+ * each chunk holds C's io_lock exclusively, so a guest write to C cannot
+ * interleave with the copy of the same range.  Down, the guest keeps
+ * writing to C while its chunks are read (shared lock); a write marks its
+ * chunk dirty (vs_volume_mark_dirty) after it completed, the job copies
+ * dirty chunks again, and the last ones under the exclusive lock, just
+ * before the switch.  V is not opened while its object changes (EBUSY).
+ * Both copies are idempotent (they fill what C does not own, or rewrite
+ * C's own bytes over V's), so a job interrupted by a crash or a shutdown
+ * starts over: V's record carries the MERGE flag, and
+ * vs_merge_resume_all restarts it after the next rescan.
  * While a job runs, the three volumes refuse chain changes (EBUSY).
  */
 #include <errno.h>
@@ -27,7 +36,11 @@
 #include "vs/log.h"
 #include "vs/names.h"
 
-#define CHUNK (1u << 20)
+#define CHUNK VS_MERGE_CHUNK
+/* Down: copy the dirty chunks again while more than this many are dirty
+ * (at most DIRTY_PASSES times); the rest is copied with C's I/O held. */
+#define DIRTY_LEFT 8
+#define DIRTY_PASSES 4
 
 enum job_state { JOB_RUNNING, JOB_DONE, JOB_FAILED, JOB_PAUSED };
 
@@ -35,7 +48,7 @@ struct vs_job {
     struct vs_job *next;
     struct vs_tree *tree;
     int64_t v_id, c_id, p_id; /* layer, child, parent (0: none) */
-    bool into_parent;
+    bool down;                /* C's layer into V's object, not V's into C's */
     char label[3 * VS_NAME_MAX + 8];
     _Atomic uint64_t done;
     _Atomic uint64_t total;
@@ -119,17 +132,18 @@ vs_merge_any_running(void)
 
 /* ---- copying ---- */
 
-/* Copy [off, off+len) of V's layer into DST where it owns it (and, into the
- * child, where DST does not own it yet). */
+/* Copy [off, off+len) of layer SRC into DST where SRC owns it (and, unless
+ * OVER, only where DST does not own it yet).  SRC reads through its
+ * chain, but its status is its own layer's. */
 static int
-copy_range(struct vs_bdev *vlayer, struct vs_bdev *dst, bool into_parent,
+copy_range(struct vs_bdev *src, struct vs_bdev *dst, bool over,
            bool zeros_matter, uint64_t off, uint64_t len, void *buf)
 {
     for (uint64_t n; len > 0; off += n, len -= n) {
-        int st = vs_bdev_block_status(vlayer, off, len, &n), dst_st = 0;
+        int st = vs_bdev_block_status(src, off, len, &n), dst_st = 0;
         if (st < 0 || n == 0)
             return st < 0 ? st : -EIO;
-        if (!into_parent && (st & VS_BS_ALLOCATED)) {
+        if (!over && (st & VS_BS_ALLOCATED)) {
             dst_st = vs_bdev_block_status(dst, off, n, &n);
             if (dst_st < 0)
                 return dst_st;
@@ -142,7 +156,7 @@ copy_range(struct vs_bdev *vlayer, struct vs_bdev *dst, bool into_parent,
                 return r;
             continue;
         }
-        ssize_t got = vs_bdev_pread(vlayer, buf, n, off);
+        ssize_t got = vs_bdev_pread(src, buf, n, off);
         if (got < 0)
             return (int)got;
         got = vs_bdev_pwrite(dst, buf, (size_t)got, off);
@@ -152,33 +166,127 @@ copy_range(struct vs_bdev *vlayer, struct vs_bdev *dst, bool into_parent,
     return 0;
 }
 
-/* One chunk, with C's I/O held off; V's layer is the backing of C's top. */
+/* Into the child: one chunk, with C's I/O held off; V's layer is the
+ * backing of C's top. */
 static int
-copy_chunk(struct vs_job *job, struct vs_node *c, struct vs_bdev *dst_parent,
-           uint64_t off, uint64_t len, void *buf)
+copy_up_chunk(struct vs_job *job, struct vs_node *c, uint64_t off, uint64_t len,
+              void *buf)
 {
     struct vs_volume *cv = c->vol;
-    struct vs_bdev *ctop, *dst;
+    struct vs_bdev *ctop;
     int r;
 
     pthread_rwlock_wrlock(&cv->io_lock);
     ctop = cv->bdev;
-    dst = job->into_parent ? dst_parent : ctop;
-    r = ctop && ctop->backing ? copy_range(ctop->backing, dst, job->into_parent,
+    r = ctop && ctop->backing ? copy_range(ctop->backing, ctop, false,
                                            job->p_id != 0, off, len, buf)
                               : -EIO;
     pthread_rwlock_unlock(&cv->io_lock);
     return r;
 }
 
+/* Down: clear chunk K's dirty bit, then copy what C's own layer holds in
+ * it into V's object (VDST).  C's io_lock is held by the caller. */
 static int
-copy_all(struct vs_job *job, struct vs_bdev *dst_parent)
+copy_down_chunk(struct vs_job *job, struct vs_volume *cv, struct vs_bdev *vdst,
+                uint64_t k, void *buf)
+{
+    uint64_t size = atomic_load(&job->total), off = k * CHUNK;
+    _Atomic uint64_t *map = atomic_load(&cv->dirty);
+
+    if (map)
+        atomic_fetch_and(&map[k / 64], ~(1ull << (k % 64)));
+    if (!cv->bdev)
+        return -EIO;
+    return copy_range(cv->bdev, vdst, true, true, off,
+                      size - off < CHUNK ? size - off : CHUNK, buf);
+}
+
+/* Run FN over C's chunks [0, total) that are dirty (all of them when ALL),
+ * under C's shared I/O lock, one at a time.  *LEFT: dirty ones seen. */
+static int
+copy_pass(struct vs_job *job, struct vs_bdev *vdst, bool all, void *buf,
+          uint64_t *left)
+{
+    uint64_t chunks = (atomic_load(&job->total) + CHUNK - 1) / CHUNK;
+    int r = 0;
+
+    *left = 0;
+    for (uint64_t k = 0; r == 0 && k < chunks; k++) {
+        struct vs_node *c;
+        if (atomic_load(&jobs_stopping))
+            return -EINTR;
+        vs_tree_rdlock(job->tree);
+        c = vs_tree_volume(job->tree, job->c_id);
+        if (!c) {
+            r = -ENOENT;
+        } else {
+            _Atomic uint64_t *map = atomic_load(&c->vol->dirty);
+            bool dirty =
+                all || (map && (atomic_load(&map[k / 64]) >> (k % 64) & 1));
+            if (dirty) {
+                pthread_rwlock_rdlock(&c->vol->io_lock);
+                r = copy_down_chunk(job, c->vol, vdst, k, buf);
+                pthread_rwlock_unlock(&c->vol->io_lock);
+                ++*left;
+            }
+        }
+        vs_tree_unlock(job->tree);
+        if (all)
+            atomic_store(&job->done, (k + 1) * CHUNK < atomic_load(&job->total)
+                                         ? (k + 1) * CHUNK
+                                         : atomic_load(&job->total));
+    }
+    return r;
+}
+
+/* Start or stop C's dirty map (C's I/O held off meanwhile). */
+static int
+track_writes(struct vs_job *job, bool on)
+{
+    uint64_t chunks = (atomic_load(&job->total) + CHUNK - 1) / CHUNK;
+    _Atomic uint64_t *map = NULL, *old;
+    struct vs_node *c;
+    int r = 0;
+
+    if (on && !(map = calloc((chunks + 63) / 64 + 1, sizeof(*map))))
+        return -ENOMEM;
+    vs_tree_rdlock(job->tree);
+    c = vs_tree_volume(job->tree, job->c_id);
+    if (c) {
+        pthread_rwlock_wrlock(&c->vol->io_lock);
+        old = atomic_exchange(&c->vol->dirty, map);
+        c->vol->dirty_chunks = on ? chunks : 0;
+        pthread_rwlock_unlock(&c->vol->io_lock);
+        free((void *)old);
+    } else {
+        free((void *)map);
+        r = on ? -ENOENT : 0;
+    }
+    vs_tree_unlock(job->tree);
+    return r;
+}
+
+static int
+copy_all(struct vs_job *job, struct vs_bdev *vdst)
 {
     struct vs_tree *tree = job->tree;
-    uint64_t size = atomic_load(&job->total);
+    uint64_t size = atomic_load(&job->total), left = 0;
     void *buf = malloc(CHUNK);
     int r = buf ? 0 : -ENOMEM;
 
+    if (r == 0 && job->down) {
+        r = track_writes(job, true);
+        if (r == 0)
+            r = copy_pass(job, vdst, true, buf, &left);
+        for (int pass = 0; r == 0 && pass < DIRTY_PASSES; pass++) {
+            r = copy_pass(job, vdst, false, buf, &left);
+            if (left <= DIRTY_LEFT)
+                break;
+        }
+        free(buf);
+        return r; /* the rest under the lock, in finish_down */
+    }
     for (uint64_t off = 0; r == 0 && off < size; off += CHUNK) {
         uint64_t len = size - off < CHUNK ? size - off : CHUNK;
         struct vs_node *c;
@@ -188,7 +296,7 @@ copy_all(struct vs_job *job, struct vs_bdev *dst_parent)
         }
         vs_tree_rdlock(tree);
         c = vs_tree_volume(tree, job->c_id);
-        r = c ? copy_chunk(job, c, dst_parent, off, len, buf) : -ENOENT;
+        r = c ? copy_up_chunk(job, c, off, len, buf) : -ENOENT;
         vs_tree_unlock(tree);
         atomic_store(&job->done, off + len);
     }
@@ -311,10 +419,6 @@ finish(struct vs_job *job)
         image_id = v->cat.parent_id;
         r = vs_tree_remove(tree, v);
     }
-    /* P's own cached chain predates the merge: reopen it (handles opened
-     * on P keep reading through it; dropping it would fail their reads) */
-    if (r == 0 && p && job->into_parent && p->vol->bdev)
-        r = refresh_chain(tree, p);
     if (r == 0)
         r = refresh_above(tree, c);
     vs_tree_unlock(tree);
@@ -323,46 +427,154 @@ finish(struct vs_job *job)
     return r;
 }
 
-/* The size of V's layer, as C's chain sees it.  Caller holds the tree. */
-static int64_t
-layer_size(struct vs_job *job)
+/* Down, with C's I/O held off: copy the chunks still dirty, then what C
+ * grew past the copy's end. */
+static int
+copy_rest(struct vs_job *job, struct vs_volume *cv, struct vs_bdev *vdst,
+          void *buf)
 {
-    struct vs_node *c = vs_tree_volume(job->tree, job->c_id);
-    int64_t size = -ENOENT;
+    uint64_t total = atomic_load(&job->total), size = atomic_load(&cv->size);
+    uint64_t chunks = (total + CHUNK - 1) / CHUNK;
+    _Atomic uint64_t *map = atomic_load(&cv->dirty);
+    int64_t have = vs_bdev_size(vdst);
+    int r = have < 0 ? (int)have : 0;
 
-    if (c) {
-        pthread_rwlock_rdlock(&c->vol->io_lock);
-        size = c->vol->bdev && c->vol->bdev->backing
-                   ? vs_bdev_size(c->vol->bdev->backing)
-                   : -EIO;
-        pthread_rwlock_unlock(&c->vol->io_lock);
-    }
-    return size;
+    if (r == 0 && size > (uint64_t)have)
+        r = vs_bdev_truncate(vdst, size);
+    for (uint64_t k = 0; r == 0 && map && k < chunks; k++)
+        if (atomic_load(&map[k / 64]) >> (k % 64) & 1)
+            r = copy_down_chunk(job, cv, vdst, k, buf);
+    if (r == 0 && size > total)
+        r = copy_range(cv->bdev, vdst, true, true, total, size - total, buf);
+    return r;
 }
 
-/* The parent's layer opened writable, for merging into it, and grown to
- * V's size when V grew past it: P is to read what V reads (a qcow2 layer
- * never shrinks, so V is never the smaller). */
+/* Down: the layers based on C name its object in their images (for
+ * tools reading the backend); name the one C is taking over.  Its bytes
+ * are already what C reads, so a crash before C's record moves leaves them
+ * naming a layer that reads the same.  Tree locked for writing. */
 static int
-open_parent(struct vs_job *job, struct vs_bdev **out)
+rename_in_children(struct vs_tree *tree, struct vs_node *c,
+                   const struct vs_node *v)
 {
-    struct vs_node *p;
-    int64_t want, have;
+    int r = 0;
+
+    for (size_t i = 0; i < tree->hash_size && r == 0; i++) {
+        for (struct vs_node *x = tree->hash[i]; x && r == 0; x = x->hash_next) {
+            struct vs_bdev *bs;
+            if (x->cat.kind != VS_NODE_VOLUME || x->cat.backing_id != c->cat.id)
+                continue;
+            r = vs_node_bdev(tree, x, &bs);
+            if (r < 0)
+                break;
+            pthread_rwlock_wrlock(&x->vol->io_lock);
+            r = vs_bdev_set_backing(x->vol->bdev, v->cat.object, v->cat.format);
+            pthread_rwlock_unlock(&x->vol->io_lock);
+            if (r < 0)
+                vs_log(LOG_ERR,
+                       "volume '%s': cannot name its backing's new "
+                       "object in its image: %s",
+                       x->vol->label, strerror(-r));
+        }
+    }
+    return r;
+}
+
+/* Down, at the end: with C's I/O held off, copy what is left, then give C
+ * V's object: C's record names it (and V's backing), C's chain is reopened
+ * on it, then V's record and C's old object go.  A crash after C's record
+ * was written leaves V's record naming the same object: the rescan drops
+ * that record but keeps the object, and removes C's old object, which no
+ * record names any more. */
+static int
+finish_down(struct vs_job *job, struct vs_bdev **vdst)
+{
+    struct vs_tree *tree = job->tree;
+    char old_object[VS_OBJECT_MAX + 1], name[VS_NAME_MAX + 1] = "";
+    struct vs_node *v, *c, *p;
+    struct vs_bdev *fresh = NULL;
+    struct vs_cat_node row;
+    int64_t image_id = 0;
+    void *buf = malloc(CHUNK);
+    int r = buf ? 0 : -ENOMEM;
+
+    vs_tree_wrlock(tree);
+    v = vs_tree_volume(tree, job->v_id);
+    c = vs_tree_volume(tree, job->c_id);
+    p = job->p_id ? vs_tree_volume(tree, job->p_id) : NULL;
+    if (r == 0 && !(v && c && (p || !job->p_id)))
+        r = -ENOENT;
+    if (r < 0) {
+        vs_tree_unlock(tree);
+        free(buf);
+        return r;
+    }
+    pthread_rwlock_wrlock(&c->vol->io_lock);
+    r = copy_rest(job, c->vol, *vdst, buf);
+    if (r == 0)
+        r = vs_bdev_flush(*vdst);
+    vs_bdev_close(*vdst); /* C opens that object next, for writing */
+    *vdst = NULL;
+    if (r == 0)
+        r = rename_in_children(tree, c, v);
+    row = c->cat;
+    snprintf(old_object, sizeof(old_object), "%s", c->cat.object);
+    snprintf(row.object, sizeof(row.object), "%s", v->cat.object);
+    snprintf(row.format, sizeof(row.format), "%s", v->cat.format);
+    row.backing_id = job->p_id;
+    if (r == 0)
+        r = vs_tree_store_row(tree, c, &row, p);
+    if (r == 0) {
+        vs_tree_replace_row(tree, c, &row);
+        r = vs_tree_open_chain(tree, c, VS_OPEN_DIRECT, &fresh);
+        if (r == 0)
+            vs_bdev_close(vs_volume_swap(c->vol, fresh));
+        else /* the old chain reads the same bytes until the next start */
+            vs_log(LOG_ERR, "volume '%s': cannot open its new layer: %s",
+                   c->vol->label, strerror(-r));
+    }
+    free((void *)atomic_exchange(&c->vol->dirty, NULL));
+    c->vol->dirty_chunks = 0;
+    pthread_rwlock_unlock(&c->vol->io_lock);
+    if (r == 0) {
+        snprintf(name, sizeof(name), "%s", v->cat.name);
+        image_id = v->cat.parent_id;
+        vs_tree_forget(tree, v, false);
+        if (vs_object_remove(c->domain->store, old_object) < 0)
+            vs_log(LOG_WARNING,
+                   "volume '%s': its old object '%s' stays until the next "
+                   "start",
+                   c->vol->label, old_object);
+        r = refresh_above(tree, c);
+    }
+    vs_tree_unlock(tree);
+    free(buf);
+    if (r == 0)
+        notify_kernel(image_id, name, job->c_id);
+    return r;
+}
+
+/* Down: V's own layer opened writable (its parents read-only), grown to
+ * C's size (a child never is smaller than its backing). */
+static int
+open_down_target(struct vs_job *job, struct vs_bdev **out)
+{
+    struct vs_node *v;
+    int64_t have;
     int r;
 
     *out = NULL;
-    if (!job->into_parent)
+    if (!job->down)
         return 0;
     vs_tree_rdlock(job->tree);
-    p = vs_tree_volume(job->tree, job->p_id);
-    r = p ? vs_tree_open_chain(job->tree, p, 0, out) : -ENOENT;
-    want = r == 0 ? layer_size(job) : 0;
+    v = vs_tree_volume(job->tree, job->v_id);
+    r = v ? vs_tree_open_chain(job->tree, v, 0, out) : -ENOENT;
     vs_tree_unlock(job->tree);
     have = r == 0 ? vs_bdev_size(*out) : 0;
-    if (r == 0 && (want < 0 || have < 0))
-        r = (int)(want < 0 ? want : have);
-    if (r == 0 && want > have)
-        r = vs_bdev_truncate(*out, (uint64_t)want);
+    if (have < 0)
+        r = (int)have;
+    if (r == 0 && atomic_load(&job->total) > (uint64_t)have)
+        r = vs_bdev_truncate(*out, atomic_load(&job->total));
     return r;
 }
 
@@ -370,16 +582,16 @@ static void *
 merge_thread(void *arg)
 {
     struct vs_job *job = arg;
-    struct vs_bdev *parent;
-    int r = open_parent(job, &parent);
+    struct vs_bdev *vdst;
+    int r = open_down_target(job, &vdst);
 
     if (r == 0)
-        r = copy_all(job, parent);
-    if (r == 0 && parent)
-        r = vs_bdev_flush(parent);
-    vs_bdev_close(parent);
+        r = copy_all(job, vdst);
     if (r == 0)
-        r = finish(job);
+        r = job->down ? finish_down(job, &vdst) : finish(job);
+    if (job->down)
+        track_writes(job, false);
+    vs_bdev_close(vdst);
     job->error = r;
     atomic_store(&job->state, r == 0        ? JOB_DONE
                               : r == -EINTR ? JOB_PAUSED
@@ -414,35 +626,31 @@ reap_finished(void)
 
 /* ---- starting ---- */
 
+/* Which way copies less: V's bytes that C lacks, up into C, or C's own
+ * bytes down into V's object.  Down only when nobody has V open (its
+ * object changes).  *UP and *DOWN: the two costs (INT64_MAX: ruled out). */
 static int
-plan(struct vs_tree *tree, struct vs_node *v, struct vs_node *c,
-     struct vs_node *p, bool *into_parent)
+plan(struct vs_tree *tree, struct vs_node *v, struct vs_node *c, int64_t *up,
+     int64_t *down)
 {
     struct vs_bdev *cbs, *vbs;
-    int64_t to_child, to_parent;
-    uint64_t size;
     int r = vs_node_bdev(tree, c, &cbs);
 
     if (r == 0)
         r = vs_node_bdev(tree, v, &vbs);
     if (r < 0)
         return r;
-    size = atomic_load(&v->vol->size);
-    to_child = owned_bytes(vbs, cbs, size);
-    /* into the parent only when V is its one child and nobody reads it
-     * on its own (its cached chain is dropped at the end) */
-    to_parent = p && p->layers_above == 1 && p->vol->open_count == 0
-                    ? owned_bytes(vbs, NULL, size)
-                    : INT64_MAX;
-    if (to_child < 0 || to_parent < 0)
-        return (int)(to_child < 0 ? to_child : to_parent);
-    *into_parent = to_parent < to_child;
+    *up = owned_bytes(vbs, cbs, atomic_load(&v->vol->size));
+    *down = v->vol->open_count == 0
+                ? owned_bytes(cbs, NULL, atomic_load(&c->vol->size))
+                : INT64_MAX;
+    if (*up < 0 || *down < 0)
+        return (int)(*up < 0 ? *up : *down);
     return 0;
 }
 
 static int
-launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c,
-       bool into_parent)
+launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c, bool down)
 {
     struct vs_job *job;
     struct vs_bdev *cbs;
@@ -458,7 +666,7 @@ launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c,
     job->v_id = v->cat.id;
     job->c_id = c->cat.id;
     job->p_id = v->cat.backing_id;
-    job->into_parent = into_parent;
+    job->down = down;
     snprintf(job->label, sizeof(job->label), "%s", v->vol->label);
     atomic_store(&job->total, atomic_load(&c->vol->size));
     atomic_store(&job->state, JOB_RUNNING);
@@ -480,7 +688,7 @@ vs_merge_start(struct vs_tree *tree, struct vs_node *v)
 {
     struct vs_node *c = child_of(tree, v), *p;
     struct vs_cat_node row = v->cat;
-    bool into_parent = false;
+    int64_t up, down;
     int r;
 
     if (!c || v->layers_above != 1)
@@ -488,24 +696,34 @@ vs_merge_start(struct vs_tree *tree, struct vs_node *v)
     if (job_involves(v->cat.id) || job_involves(c->cat.id))
         return -EBUSY;
     p = vs_tree_volume(tree, v->cat.backing_id);
-    r = plan(tree, v, c, p, &into_parent);
+    r = plan(tree, v, c, &up, &down);
     if (r < 0)
         return r;
-    row.flags |= into_parent ? VS_RECF_MERGE_PARENT : VS_RECF_MERGE_CHILD;
+    row.flags |= down < up ? VS_RECF_MERGE_DOWN : VS_RECF_MERGE_CHILD;
+    /* V has a child: a snapshot it came from is complete (else a rescan
+     * would take the merged-away layer for a snapshot never finished) */
+    row.flags &= ~(uint32_t)VS_RECF_PENDING;
     r = vs_tree_store_row(tree, v, &row, p);
     if (r < 0)
         return r;
     v->cat = row;
-    vs_log(LOG_NOTICE, "volume '%s': merging into its %s '%s'", v->vol->label,
-           into_parent ? "parent" : "child",
-           into_parent ? p->cat.name : c->cat.name);
-    return launch(tree, v, c, into_parent);
+    if (down < up)
+        vs_log(LOG_NOTICE,
+               "volume '%s': merging its child '%s' down into its object, "
+               "which '%s' then takes over (%lld bytes down, not %lld up)",
+               v->vol->label, c->cat.name, c->cat.name, (long long)down,
+               (long long)up);
+    else
+        vs_log(LOG_NOTICE,
+               "volume '%s': merging into its child '%s' (%lld bytes up)",
+               v->vol->label, c->cat.name, (long long)up);
+    return launch(tree, v, c, down < up);
 }
 
 void
 vs_merge_resume_all(struct vs_tree *tree)
 {
-    const uint32_t merging = VS_RECF_MERGE_CHILD | VS_RECF_MERGE_PARENT;
+    const uint32_t merging = VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN;
 
     vs_tree_wrlock(tree);
     for (size_t i = 0; i < tree->hash_size; i++) {
@@ -516,7 +734,7 @@ vs_merge_resume_all(struct vs_tree *tree)
                 continue;
             vs_log(LOG_NOTICE, "volume '%s': resuming its merge",
                    n->vol->label);
-            if (launch(tree, n, c, n->cat.flags & VS_RECF_MERGE_PARENT) < 0)
+            if (launch(tree, n, c, n->cat.flags & VS_RECF_MERGE_DOWN) < 0)
                 vs_log(LOG_ERR, "volume '%s': cannot resume its merge",
                        n->vol->label);
         }
@@ -549,9 +767,8 @@ describe(const struct vs_job *j, char *buf, size_t len)
     uint64_t done = atomic_load(&j->done), total = atomic_load(&j->total);
 
     return snprintf(buf, len, "merge\t%s\t%s\t%llu\t%llu\t%s\n", j->label,
-                    j->into_parent ? "parent" : "child",
-                    (unsigned long long)done, (unsigned long long)total,
-                    states[atomic_load(&j->state)]);
+                    j->down ? "down" : "child", (unsigned long long)done,
+                    (unsigned long long)total, states[atomic_load(&j->state)]);
 }
 
 int

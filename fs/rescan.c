@@ -90,12 +90,25 @@ was_seen(const struct scan *s, const char *uuid)
     return false;
 }
 
-/* Finish a volume removal a crash interrupted. */
+/* Whether a volume record other than REC names REC's object: a layer
+ * merged down gave its object to its child (merge.c). */
+static bool
+object_shared(const struct scan *s, const struct vs_record *rec)
+{
+    for (size_t i = 0; i < s->nrecs; i++)
+        if (&s->recs[i] != rec && s->recs[i].kind == VS_REC_VOLUME &&
+            strcmp(s->recs[i].object, rec->object) == 0)
+            return true;
+    return false;
+}
+
+/* Finish a volume removal a crash interrupted; an object another record
+ * names stays. */
 static void
-finish_removal(struct vs_store *st, struct vs_meta_area *meta,
+finish_removal(struct scan *s, struct vs_store *st, struct vs_meta_area *meta,
                struct vs_record *rec)
 {
-    int r = vs_object_remove(st, rec->object);
+    int r = object_shared(s, rec) ? 0 : vs_object_remove(st, rec->object);
 
     if (r == 0 || r == -ENOENT)
         r = vs_meta_area_free(meta, rec->slot);
@@ -332,13 +345,13 @@ scan_domain(struct scan *s, const char *location)
     for (size_t i = 0; r == 0 && i < s->nrecs; i++) {
         struct vs_record *rec = &s->recs[i];
         if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_REMOVING))
-            finish_removal(st, meta, rec);
+            finish_removal(s, st, meta, rec);
         else if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_PENDING))
             settle_snapshot(meta, s, rec);
         else if (rec->kind == VS_REC_VOLUME &&
-                 (rec->flags & (VS_RECF_MERGE_CHILD | VS_RECF_MERGE_PARENT)) &&
+                 (rec->flags & (VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN)) &&
                  !has_child_layer(s, rec->uuid))
-            finish_removal(st, meta, rec); /* merged; the switch was done */
+            finish_removal(s, st, meta, rec); /* merged; the switch was done */
     }
     if (r == 0)
         remove_leftovers(s, st);

@@ -107,11 +107,15 @@ vs_volume_drop(struct vs_volume *vol)
     pthread_rwlock_unlock(&vol->io_lock);
 }
 
-/* Set the size through the block device; caller holds vol->lock. */
+/* Set the size through the block device; caller holds vol->lock.  No
+ * shrinking while a merge copies this volume down: the bytes it dropped
+ * would stay in the copy. */
 static int
 resize_locked(struct vs_volume *vol, uint64_t size)
 {
-    int r = vs_bdev_truncate(vol->bdev, size);
+    int r = size < atomic_load(&vol->size) && atomic_load(&vol->dirty)
+                ? -EBUSY
+                : vs_bdev_truncate(vol->bdev, size);
 
     if (r == 0)
         atomic_store(&vol->size, size);
@@ -173,4 +177,21 @@ vs_volume_shrink(struct vs_volume *vol, uint64_t size)
         r = resize_locked(vol, size);
     pthread_mutex_unlock(&vol->lock);
     return r;
+}
+
+void
+vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len)
+{
+    _Atomic uint64_t *map = atomic_load(&vol->dirty);
+    uint64_t first, last;
+
+    if (!map || len == 0)
+        return;
+    first = off / VS_MERGE_CHUNK;
+    last = (off + len - 1) / VS_MERGE_CHUNK;
+    /* past the chunks the merge knows: it copies the tail under the lock */
+    if (last >= vol->dirty_chunks)
+        last = vol->dirty_chunks - 1;
+    for (uint64_t c = first; c <= last && c < vol->dirty_chunks; c++)
+        atomic_fetch_or(&map[c / 64], 1ull << (c % 64));
 }

@@ -72,8 +72,10 @@ enum vs_record_flags {
     /* a snapshot being taken: kept if a volume names it as backing, else
      * dropped on rescan */
     VS_RECF_PENDING = 1 << 2,
-    VS_RECF_MERGE_CHILD = 1 << 3,  /* being merged into its child */
-    VS_RECF_MERGE_PARENT = 1 << 4, /* being merged into its parent */
+    VS_RECF_MERGE_CHILD = 1 << 3, /* being merged into its child */
+    /* being merged the other way: its one child's own layer is copied down
+     * into this layer's object, which the child then takes over */
+    VS_RECF_MERGE_DOWN = 1 << 4,
 };
 
 /* Encode REC into BUF (VS_RECORD_SIZE bytes), computing the CRC.  -EINVAL if
