@@ -15,7 +15,7 @@
 #include "vstor.h"
 
 struct job {
-    char *fields[6]; /* type, layer, into, done, total, state */
+    char *fields[6]; /* type, layer, route, done, total, state */
 };
 
 /* Split LINE (modified) into its six tab-separated fields. */
@@ -50,8 +50,12 @@ print_text(const struct job *job, bool tty)
     double total = strtod(job->fields[4], NULL);
     double frac = total > 0 ? done / total : 1.0;
 
-    printf("%s %s into its %s: %5.1f%% ", job->fields[0], job->fields[1],
-           job->fields[2], frac * 100.0);
+    /* the route: "child" (the layer copied up into its child) or "down"
+     * (the child's layer copied down into the layer's object) */
+    printf("%s %s (%s): %5.1f%% ", job->fields[0], job->fields[1],
+           strcmp(job->fields[2], "down") == 0 ? "child copied down"
+                                               : "into its child",
+           frac * 100.0);
     if (tty)
         print_bar(frac);
     printf(" %s\n", job->fields[5]);
@@ -66,7 +70,7 @@ job_json(const struct job *job)
         return NULL;
     json_object_object_add(o, "type", vstor_json_string(job->fields[0]));
     json_object_object_add(o, "layer", vstor_json_string(job->fields[1]));
-    json_object_object_add(o, "into", vstor_json_string(job->fields[2]));
+    json_object_object_add(o, "route", vstor_json_string(job->fields[2]));
     json_object_object_add(o, "done",
                            vstor_json_size(strtoll(job->fields[3], NULL, 10)));
     json_object_object_add(o, "total",
