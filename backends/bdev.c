@@ -197,9 +197,15 @@ vs_bdev_flush(struct vs_bdev *bs)
         return r;
     /* A backing layer that was written (the old top of a volume that a
      * snapshot froze) is flushed with the first flush of the layer above,
-     * so a snapshot needs no flush of its own. */
-    if (bs->backing && __atomic_load_n(&bs->backing->dirty, __ATOMIC_ACQUIRE))
-        r = vs_bdev_flush(bs->backing);
+     * so a snapshot needs no flush of its own.  It may sit under layers
+     * that were never written (snapshots with no write in between): the
+     * first written one below is flushed, and it flushes the rest. */
+    for (struct vs_bdev *b = bs->backing; b; b = b->backing) {
+        if (__atomic_load_n(&b->dirty, __ATOMIC_ACQUIRE)) {
+            r = vs_bdev_flush(b);
+            break;
+        }
+    }
     __atomic_store_n(&bs->dirty, 0, __ATOMIC_RELEASE);
     if (r == 0)
         r = flush_cb != NULL ? flush_cb(bs) : 0;

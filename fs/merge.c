@@ -53,6 +53,9 @@ struct vs_job {
     _Atomic uint64_t done;
     _Atomic uint64_t total;
     _Atomic int state;
+    /* V is gone (set under the tree's write lock): whoever sees that no
+     * longer finds the volumes busy, though the thread has yet to end */
+    atomic_bool switched;
     int error;
     pthread_t thread;
 };
@@ -99,6 +102,13 @@ child_of(struct vs_tree *tree, const struct vs_node *v)
     return NULL;
 }
 
+/* Done, or as good as done: V is gone and the thread is returning. */
+static bool
+job_ended(struct vs_job *j)
+{
+    return atomic_load(&j->state) == JOB_DONE || atomic_load(&j->switched);
+}
+
 static bool
 job_involves(int64_t id)
 {
@@ -106,7 +116,7 @@ job_involves(int64_t id)
 
     pthread_mutex_lock(&jobs_lock);
     for (struct vs_job *j = jobs; j && !found; j = j->next)
-        found = atomic_load(&j->state) == JOB_RUNNING &&
+        found = !job_ended(j) && atomic_load(&j->state) == JOB_RUNNING &&
                 (j->v_id == id || j->c_id == id || j->p_id == id);
     pthread_mutex_unlock(&jobs_lock);
     return found;
@@ -240,31 +250,33 @@ copy_pass(struct vs_job *job, struct vs_bdev *vdst, bool all, void *buf,
     return r;
 }
 
-/* Start or stop C's dirty map (C's I/O held off meanwhile). */
+/* Start (CHUNKS > 0) or stop C's dirty map (C's I/O held off meanwhile).
+ * While it exists, C's shrinks are refused too. */
 static int
-track_writes(struct vs_job *job, bool on)
+set_dirty_map(struct vs_volume *cv, uint64_t chunks)
 {
-    uint64_t chunks = (atomic_load(&job->total) + CHUNK - 1) / CHUNK;
     _Atomic uint64_t *map = NULL, *old;
-    struct vs_node *c;
-    int r = 0;
 
-    if (on && !(map = calloc((chunks + 63) / 64 + 1, sizeof(*map))))
+    if (chunks && !(map = calloc((chunks + 63) / 64 + 1, sizeof(*map))))
         return -ENOMEM;
+    pthread_rwlock_wrlock(&cv->io_lock);
+    old = atomic_exchange(&cv->dirty, map);
+    cv->dirty_chunks = chunks;
+    pthread_rwlock_unlock(&cv->io_lock);
+    free((void *)old);
+    return 0;
+}
+
+static void
+untrack_writes(struct vs_job *job)
+{
+    struct vs_node *c;
+
     vs_tree_rdlock(job->tree);
     c = vs_tree_volume(job->tree, job->c_id);
-    if (c) {
-        pthread_rwlock_wrlock(&c->vol->io_lock);
-        old = atomic_exchange(&c->vol->dirty, map);
-        c->vol->dirty_chunks = on ? chunks : 0;
-        pthread_rwlock_unlock(&c->vol->io_lock);
-        free((void *)old);
-    } else {
-        free((void *)map);
-        r = on ? -ENOENT : 0;
-    }
+    if (c)
+        set_dirty_map(c->vol, 0);
     vs_tree_unlock(job->tree);
-    return r;
 }
 
 static int
@@ -276,9 +288,7 @@ copy_all(struct vs_job *job, struct vs_bdev *vdst)
     int r = buf ? 0 : -ENOMEM;
 
     if (r == 0 && job->down) {
-        r = track_writes(job, true);
-        if (r == 0)
-            r = copy_pass(job, vdst, true, buf, &left);
+        r = copy_pass(job, vdst, true, buf, &left); /* tracked since launch */
         for (int pass = 0; r == 0 && pass < DIRTY_PASSES; pass++) {
             r = copy_pass(job, vdst, false, buf, &left);
             if (left <= DIRTY_LEFT)
@@ -419,8 +429,10 @@ finish(struct vs_job *job)
         image_id = v->cat.parent_id;
         r = vs_tree_remove(tree, v);
     }
-    if (r == 0)
+    if (r == 0) {
+        atomic_store(&job->switched, true);
         r = refresh_above(tree, c);
+    }
     vs_tree_unlock(tree);
     if (r == 0)
         notify_kernel(image_id, name, job->c_id);
@@ -540,6 +552,7 @@ finish_down(struct vs_job *job, struct vs_bdev **vdst)
         snprintf(name, sizeof(name), "%s", v->cat.name);
         image_id = v->cat.parent_id;
         vs_tree_forget(tree, v, false);
+        atomic_store(&job->switched, true);
         if (vs_object_remove(c->domain->store, old_object) < 0)
             vs_log(LOG_WARNING,
                    "volume '%s': its old object '%s' stays until the next "
@@ -589,8 +602,9 @@ merge_thread(void *arg)
         r = copy_all(job, vdst);
     if (r == 0)
         r = job->down ? finish_down(job, &vdst) : finish(job);
-    if (job->down)
-        track_writes(job, false);
+    /* after the switch, C's map is gone and C may be in a new job */
+    if (job->down && !atomic_load(&job->switched))
+        untrack_writes(job);
     vs_bdev_close(vdst);
     job->error = r;
     atomic_store(&job->state, r == 0        ? JOB_DONE
@@ -670,13 +684,21 @@ launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c, bool down)
     snprintf(job->label, sizeof(job->label), "%s", v->vol->label);
     atomic_store(&job->total, atomic_load(&c->vol->size));
     atomic_store(&job->state, JOB_RUNNING);
+    /* down: C's writes are tracked, and its shrinks refused, from here
+     * on; not only once the thread runs (a shrink in between went through) */
+    if (down)
+        r = set_dirty_map(c->vol,
+                          (atomic_load(&job->total) + CHUNK - 1) / CHUNK);
     pthread_mutex_lock(&jobs_lock);
-    r = -pthread_create(&job->thread, NULL, merge_thread, job);
+    if (r == 0)
+        r = -pthread_create(&job->thread, NULL, merge_thread, job);
     if (r == 0) {
         job->next = jobs;
         jobs = job;
     }
     pthread_mutex_unlock(&jobs_lock);
+    if (r < 0 && down)
+        set_dirty_map(c->vol, 0);
     if (r < 0)
         free(job);
     return r;
@@ -778,8 +800,7 @@ vs_merge_describe(int64_t id, char *buf, size_t len)
 
     pthread_mutex_lock(&jobs_lock);
     for (struct vs_job *j = jobs; j; j = j->next)
-        if ((j->v_id == id || j->c_id == id) &&
-            atomic_load(&j->state) != JOB_DONE) {
+        if ((j->v_id == id || j->c_id == id) && !job_ended(j)) {
             n = describe(j, buf, len);
             break;
         }
@@ -795,7 +816,7 @@ vs_merge_list(char *buf, size_t len)
     buf[0] = '\0';
     pthread_mutex_lock(&jobs_lock);
     for (struct vs_job *j = jobs; j && used < len; j = j->next) {
-        if (atomic_load(&j->state) == JOB_DONE)
+        if (job_ended(j))
             continue; /* finished jobs leave the list */
         int n = describe(j, buf + used, len - used);
         used += n > 0 ? (size_t)n : 0;

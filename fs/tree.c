@@ -343,9 +343,27 @@ vs_tree_open_chain(struct vs_tree *tree, struct vs_node *node, unsigned flags,
     return open_layer(tree, node, flags, 0, out);
 }
 
+/* Is NODE below N in N's chain? */
+static bool
+based_on(struct vs_tree *tree, const struct vs_node *n,
+         const struct vs_node *node)
+{
+    int64_t id = n->cat.backing_id;
+
+    for (int depth = 0; id > 0 && depth <= VS_CHAIN_MAX; depth++) {
+        if (id == node->cat.id)
+            return true;
+        n = vs_tree_volume(tree, id);
+        id = n ? n->cat.backing_id : 0;
+    }
+    return false;
+}
+
 /* A frozen layer's latest metadata may still sit in the chain of a volume
  * based on it (a snapshot does not flush; see chain.c): flush those chains
- * before the layer is opened on its own, so it opens as it was frozen. */
+ * before the layer is opened on its own, so it opens as it was frozen.  Not
+ * only the children's: after a second snapshot the child is frozen too and
+ * both sit, unflushed, in the chain of the live volume above them. */
 static int
 flush_children(struct vs_tree *tree, const struct vs_node *node)
 {
@@ -353,8 +371,8 @@ flush_children(struct vs_tree *tree, const struct vs_node *node)
 
     for (size_t i = 0; i < tree->hash_size && r == 0; i++) {
         for (struct vs_node *n = tree->hash[i]; n && r == 0; n = n->hash_next) {
-            if (n->cat.kind != VS_NODE_VOLUME ||
-                n->cat.backing_id != node->cat.id || !n->vol->bdev)
+            if (n->cat.kind != VS_NODE_VOLUME || !n->vol->bdev ||
+                !based_on(tree, n, node))
                 continue;
             pthread_rwlock_rdlock(&n->vol->io_lock);
             r = n->vol->bdev ? vs_bdev_flush(n->vol->bdev) : 0;
