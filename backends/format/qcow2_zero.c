@@ -148,17 +148,16 @@ zap_cluster(struct qcow2 *s, uint64_t g, enum zap_mode mode, bool *write)
     return r;
 }
 
-/* Zero [off, off + n) inside one cluster by writing, unless it reads as
- * zeros already. */
+/* Zero [off, off + n) inside one cluster by writing, unless every
+ * subcluster of it reads as zeros already. */
 static int
 zero_partial(struct vs_bdev *bs, uint64_t off, uint64_t n)
 {
     struct qcow2 *s = bs->opaque;
     struct iovec iov = {zeros, n};
     enum qcow2_kind k;
-    ssize_t w;
-
     bool zero = true;
+    ssize_t w;
 
     qcow2_rdlock(s);
     for (uint64_t at = off; zero && at < off + n;
@@ -227,7 +226,7 @@ zero_in_cluster(struct vs_bdev *bs, uint64_t off, uint64_t n, uint64_t vn,
     if (a >= b)
         return zero_partial(bs, off, vn);
     if (off < a)
-        r = zero_partial(bs, off, a - off);
+        r = zero_partial(bs, off, MIN(a, vend) - off);
     if (r == 0)
         r = zap_subclusters(
             s, off >> s->cluster_bits,

@@ -506,6 +506,44 @@ test_no_backing(void)
     free(ref);
 }
 
+/* Growing a layer with subclusters: its L2 tables map half as much, so
+ * the L1 table must grow sooner; then zeroing the grown tail's last
+ * partial subcluster past the size. */
+static void
+test_grow(void)
+{
+    uint64_t big = 3ull * 1024 * MiB + 1000;
+    uint8_t buf[8192], back[8192];
+    struct vs_bdev *bs;
+    uint64_t pnum = 0;
+
+    setenv("VSTORFS_QCOW2_EXTL2", "all", 1);
+    create_qcow2("grow", 4 * MiB, NULL, NULL);
+    unsetenv("VSTORFS_QCOW2_EXTL2");
+    bs = open_fmt("qcow2", "grow", 0, NULL);
+    is_int(bs ? vs_bdev_truncate(bs, big) : -1, 0, "grow 4 MiB -> 3 GiB");
+    fill(buf, sizeof(buf), 8);
+    is_int(bs ? vs_bdev_pwrite(bs, buf, 3000, big - 3000) : -1, 3000,
+           "write the last bytes");
+    is_int(bs ? vs_bdev_write_zeroes(bs, big - SCS - 500, SCS + 500, 0) : -1,
+           0, "zero a range ending at the size");
+    is_int(bs ? vs_bdev_block_status(bs, big - 100, 100, &pnum) : -1,
+           VS_BS_ALLOCATED | VS_BS_ZERO,
+           "the last bytes: zero (host cluster kept)");
+    is_int(bs ? vs_bdev_pwrite(bs, buf, 3000, big - 3000) : -1, 3000,
+           "write the last bytes again");
+    is_int(bs ? vs_bdev_discard(bs, big - 500, 500) : -1, 0,
+           "discard the last 500 bytes (a subcluster cut by the size)");
+    vs_bdev_close(bs);
+    ok(qemu_check("grow"), "qemu-img check: clean after growing");
+    bs = open_fmt("qcow2", "grow", VS_OPEN_RDONLY, NULL);
+    memset(buf + 2500, 0, 500);
+    ok(bs != NULL && vs_bdev_pread(bs, back, 3000, big - 3000) == 3000 &&
+           memcmp(buf, back, 3000) == 0,
+       "reopened: the end reads as written and zeroed");
+    vs_bdev_close(bs);
+}
+
 /* base (raw) <- mid <- top, both with subclusters, written in the same
  * clusters so that reads walk through partly owned clusters. */
 static void
@@ -649,6 +687,7 @@ main(void)
     test_overlay();
     test_switch();
     test_no_backing();
+    test_grow();
     test_chain();
     test_threads();
     vs_store_close(st);
