@@ -525,8 +525,8 @@ test_grow(void)
     fill(buf, sizeof(buf), 8);
     is_int(bs ? vs_bdev_pwrite(bs, buf, 3000, big - 3000) : -1, 3000,
            "write the last bytes");
-    is_int(bs ? vs_bdev_write_zeroes(bs, big - SCS - 500, SCS + 500, 0) : -1,
-           0, "zero a range ending at the size");
+    is_int(bs ? vs_bdev_write_zeroes(bs, big - SCS - 500, SCS + 500, 0) : -1, 0,
+           "zero a range ending at the size");
     is_int(bs ? vs_bdev_block_status(bs, big - 100, 100, &pnum) : -1,
            VS_BS_ALLOCATED | VS_BS_ZERO,
            "the last bytes: zero (host cluster kept)");
