@@ -234,7 +234,9 @@ qcow2_bitmap(const struct qcow2 *s, uint64_t g)
 
     if (!s->extl2 || i >= s->h.l1_size || s->l2bm[i] == NULL)
         return 0;
-    return s->l2bm[i][g & (s->l2_entries - 1)];
+    /* atomic: writers under the shared lock set bits (qcow2_write.c) */
+    return __atomic_load_n(&s->l2bm[i][g & (s->l2_entries - 1)],
+                           __ATOMIC_ACQUIRE);
 }
 
 /* The kind of a whole cluster's entry E.  With extended L2 entries this

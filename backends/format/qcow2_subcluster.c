@@ -16,8 +16,10 @@
  * extl2` measures it: for 4 KiB random writes into a fresh clone, 16.0
  * bytes of file writes per guest byte without subclusters and 1.02 with
  * them (64 KiB clusters, 2 KiB subclusters; sequential 4 KiB writes: 1.94
- * and 1.00), and 4 KiB random reads of a full layer, a fresh clone and a
- * partly written clone run at the same speed within the noise (+-5%).
+ * and 1.00; 4 KiB random writes into a fresh clone ran at about 60,000
+ * ops/s without and 370,000 with them, one thread, the copies gone), and
+ * 4 KiB random reads of a full layer, a fresh clone and a partly written
+ * clone run at the same speed within the noise (+-10% on a shared VM).
  * So layers created over a backing file get extended L2 entries by
  * default (qcow2_extl2_wanted), with the cluster size unchanged (64 KiB:
  * the chain shortcut in qcow2_read.c needs equal cluster sizes, and QEMU

@@ -27,7 +27,10 @@
  * for in-flight clusters too.
  *
  * With subclusters (extended L2 entries) a cluster is written in place
- * only where every subcluster the write touches is allocated.  Otherwise
+ * where every subcluster the write touches is allocated, and also, with
+ * the shared lock only, where the cluster's host cluster is its own and
+ * the write needs no filling (see direct_ok): then the subclusters it
+ * covers become allocated by an atomic update of the bitmap.  Otherwise
  * the allocating path writes to the cluster's own host cluster when it
  * has one (with refcount 1), else to a new one, and only the bytes from
  * the start of the first touched subcluster to the end of the last: the
@@ -247,6 +250,31 @@ cow_finish(struct qcow2 *s, const struct cow *c, int result)
     return r;
 }
 
+/* Step 2 when nothing needs filling (whole subclusters, or allocated
+ * ones at the ends): the caller's bytes go straight to the target. */
+static int
+cow_direct(struct qcow2 *s, const struct cow *c, const struct iovec *iov,
+           int iovcnt, size_t skip)
+{
+    struct iovec stack[IOV_STACK];
+    _cleanup_free_ struct iovec *heap = NULL;
+    struct iovec *part = stack;
+    ssize_t w;
+    int cnt;
+
+    if (iovcnt > IOV_STACK) {
+        heap = malloc((size_t)iovcnt * sizeof(*heap));
+        if (heap == NULL)
+            return -ENOMEM;
+        part = heap;
+    }
+    cnt = qcow2_iov_slice(iov, iovcnt, skip, c->n, part);
+    w = vs_bdev_pwritev(s->file, part, cnt, c->target + c->in, 0);
+    if (w >= 0 && (uint64_t)w != c->n)
+        return -EIO;
+    return w < 0 ? (int)w : 0;
+}
+
 /* Write N bytes at IN of guest cluster G from IOV (at SKIP) by allocating;
  * 1 if the caller should write in place after all. */
 static int
@@ -260,6 +288,8 @@ cow_write(struct qcow2 *s, uint64_t g, uint64_t in, uint64_t n,
 
     if (r != 0)
         return r;
+    if (c.from == in && c.to == in + n)
+        return cow_finish(s, &c, cow_direct(s, &c, iov, iovcnt, skip));
     if (posix_memalign(&mem, 4096, s->cs) != 0)
         return cow_finish(s, &c, -ENOMEM);
     buf = mem;
@@ -300,28 +330,84 @@ in_place_run(const struct qcow2 *s, uint64_t e, uint64_t off, uint64_t len)
     return n;
 }
 
+/* With subclusters: whether [in, in + n) of guest cluster G (entry E) can
+ * be written to its own host cluster with the shared lock only, setting
+ * the allocation bits of the subclusters it covers: nothing to fill (it
+ * starts and ends on subcluster boundaries or in allocated subclusters),
+ * and no allocating write of G in flight (that one computes G's bitmap
+ * from what it saw before and may be filling these subclusters).  Under
+ * the shared lock no allocating write can begin meanwhile.  This keeps a
+ * 4 KiB write into an allocated cluster off the exclusive lock, which
+ * two threads otherwise take turns on for every new subcluster. */
+static bool
+direct_ok(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t in, uint64_t n)
+{
+    uint64_t bm = qcow2_bitmap(s, g), scs = 1ull << s->sc_bits;
+    unsigned first = qcow2_sc_index(s, in),
+             last = qcow2_sc_index(s, in + n - 1);
+    bool busy;
+
+    if (!s->extl2 || qcow2_kind(s, e) != QCOW2_NORMAL || !(e & QCOW2_COPIED) ||
+        !(s->l1[g >> s->l2_bits] & QCOW2_COPIED))
+        return false;
+    if (((in & (scs - 1)) != 0 && !(bm >> first & 1)) ||
+        (((in + n) & (scs - 1)) != 0 && !(bm >> last & 1)))
+        return false;
+    pthread_mutex_lock(&s->inflight_lock);
+    busy = qcow2_inflight_has(s, g);
+    pthread_mutex_unlock(&s->inflight_lock);
+    return !busy;
+}
+
+/* Mark subclusters MASK of G allocated (and not zero) under the shared
+ * lock: other such writers may update the same bitmap at once. */
+static void
+bits_set(struct qcow2 *s, uint64_t g, uint64_t mask)
+{
+    uint64_t i = g >> s->l2_bits;
+    uint64_t *p = &s->l2bm[i][g & (s->l2_entries - 1)];
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED), new;
+
+    do
+        new = (old | mask) & ~(mask << 32);
+    while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    __atomic_store_n(&s->l2_dirty[i], 1, __ATOMIC_RELAXED);
+}
+
 /* Write from IOV at DONE to OFFSET + DONE: in place (returns bytes
- * written) or -EAGAIN when the cluster needs allocating. */
+ * written; *meta set when subclusters became allocated) or -EAGAIN when
+ * the cluster needs allocating. */
 static ssize_t
 write_in_place(struct qcow2 *s, const struct iovec *iov, int iovcnt,
                struct iovec *scratch, uint64_t off, uint64_t done, uint64_t len,
-               unsigned flags)
+               unsigned flags, bool *meta)
 {
-    uint64_t e, n;
+    uint64_t g = off >> s->cluster_bits, in = off & (s->cs - 1), e, n;
+    bool direct = false;
     ssize_t w;
     int cnt;
 
     qcow2_rdlock(s);
-    e = qcow2_entry(s, off >> s->cluster_bits);
-    if (!in_place(s, off >> s->cluster_bits, e, off & (s->cs - 1),
-                  MIN(len, s->cs - (off & (s->cs - 1))))) {
+    e = qcow2_entry(s, g);
+    n = MIN(len, s->cs - in);
+    if (in_place(s, g, e, in, n))
+        n = in_place_run(s, e, off, len);
+    else if (direct_ok(s, g, e, in, n))
+        direct = true;
+    else {
         qcow2_unlock(s);
         return -EAGAIN;
     }
-    n = in_place_run(s, e, off, len);
     cnt = qcow2_iov_slice(iov, iovcnt, done, n, scratch);
-    w = vs_bdev_pwritev(s->file, scratch, cnt,
-                        (e & QCOW2_OFFSET_MASK) + (off & (s->cs - 1)), flags);
+    w = vs_bdev_pwritev(s->file, scratch, cnt, (e & QCOW2_OFFSET_MASK) + in,
+                        flags);
+    if (direct && w >= 0 && (uint64_t)w == n) {
+        bits_set(s, g,
+                 qcow2_sc_mask(qcow2_sc_index(s, in),
+                               qcow2_sc_index(s, in + n - 1)));
+        *meta = true;
+    }
     qcow2_unlock(s);
     if (w >= 0 && (uint64_t)w != n)
         return -EIO;
@@ -339,7 +425,7 @@ write_all(struct qcow2 *s, const struct iovec *iov, int iovcnt,
         uint64_t off = offset + done, in = off & (s->cs - 1);
         uint64_t n = MIN(s->cs - in, total - done);
         ssize_t w = write_in_place(s, iov, iovcnt, scratch, off, done,
-                                   total - done, flags);
+                                   total - done, flags, allocated);
         int r;
 
         if (w >= 0) {

@@ -21,9 +21,10 @@
  * `bench_qcow2 extl2` runs only the comparison of layers with and without
  * extended L2 entries (subclusters; VSTORFS_QCOW2_EXTL2 picks which kind
  * a new layer gets): copy-on-write amplification of 4 KiB random and
- * sequential writes into a fresh clone, and 4 KiB random reads of a fully
- * written single layer, of a fresh clone (every read goes to the base)
- * and of the clone after the random writes (mixed).
+ * sequential writes into a fresh clone, the rate of 4 KiB random writes
+ * into fresh clones with one and two threads, and 4 KiB random reads of a
+ * fully written single layer, of a fresh clone (every read goes to the
+ * base) and of the clone after the random writes (mixed).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -420,6 +421,28 @@ bench_extl2(void)
         bench_amplification(name, true, 2000);
         snprintf(name, sizeof(name), "amp-seq-%s", modes[m]);
         bench_amplification(name, false, 16 * 2000);
+    }
+    /* random 4 KiB writes into fresh clones, with one thread and with
+     * two: first touches (classic: a cluster copy, subclusters: a bitmap
+     * update; both under the exclusive lock) */
+    for (int m = 0; m < 2; m++) {
+        double rate[2];
+
+        setenv("VSTORFS_QCOW2_EXTL2", modes[m], 1);
+        for (int t = 0; t < 2; t++) {
+            struct vs_bdev *top;
+
+            snprintf(name, sizeof(name), "mt-%s-%d", modes[m], t);
+            create_layer(name, "one00");
+            top = open_layer(name, 0,
+                             open_layer("one00", VS_OPEN_RDONLY, NULL, false),
+                             false);
+            rate[t] = measure(top, WRITES / 5, true, t + 1);
+            vs_bdev_close(top);
+        }
+        printf("4 KiB random write into a fresh clone, %s: %.0f ops/s with "
+               "1 thread, %.0f ops/s with %d threads\n",
+               m ? "subclusters" : "no subclusters", rate[0], rate[1], THREADS);
     }
     /* alternating, twice each, to see the noise */
     for (int m = 0; m < 4; m++)

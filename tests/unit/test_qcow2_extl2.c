@@ -587,6 +587,37 @@ test_chain(void)
     free(ref);
 }
 
+/* A FUA write of whole subclusters into a cluster the layer owns (the
+ * shared-lock path that only sets bitmap bits) must make those bits
+ * durable before it returns. */
+static void
+test_fua(void)
+{
+    uint8_t buf[4096], back[4096];
+    struct iovec iov = {buf, sizeof(buf)};
+    struct vs_bdev *top, *other;
+
+    create_qcow2("fua", SZ, "xbase", "raw");
+    top = open_fmt("qcow2", "fua", 0,
+                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    fill(buf, sizeof(buf), 50);
+    ok(top != NULL && vs_bdev_pwrite(top, buf, 4096, 3 * CS) == 4096 &&
+           vs_bdev_flush(top) == 0,
+       "allocate a cluster, flush");
+    fill(buf, sizeof(buf), 51);
+    is_int(top ? vs_bdev_pwritev(top, &iov, 1, 3 * CS + 8 * KiB, VS_IO_FUA)
+               : -1,
+           4096, "FUA write of new subclusters in it");
+    other = open_fmt("qcow2", "fua", VS_OPEN_RDONLY,
+                     open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    ok(other != NULL &&
+           vs_bdev_pread(other, back, 4096, 3 * CS + 8 * KiB) == 4096 &&
+           memcmp(buf, back, 4096) == 0,
+       "a second opener reads it without a flush");
+    vs_bdev_close(other);
+    vs_bdev_close(top);
+}
+
 /* ---- threads ---- */
 
 #define THREADS 4
@@ -689,6 +720,7 @@ main(void)
     test_no_backing();
     test_grow();
     test_chain();
+    test_fua();
     test_threads();
     vs_store_close(st);
     nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
