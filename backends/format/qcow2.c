@@ -14,8 +14,9 @@
  * What a writable open refuses: images with internal snapshots, with the
  * dirty bit (lazy refcounts: repair them with `qemu-img check -r all`
  * first), marked corrupt, or with refcounts wider than 16 bits; those open
- * read-only only.  Encryption, external data files, extended L2 entries
- * and non-zlib compression are refused (-ENOTSUP) outright.  Everything
+ * read-only only.  Encryption, external data files and non-zlib
+ * compression are refused (-ENOTSUP) outright.  Extended L2 entries
+ * (subclusters) are supported: qcow2_subcluster.c.  Everything
  * the driver finds wrong in an image is -EIO with a debug line that names
  * the layer.
  */
@@ -199,7 +200,11 @@ static int
 qcow2_create(struct vs_bdev *file, uint64_t size, const char *backing_name,
              const char *backing_format)
 {
-    return qcow2_create_image(file, size, QCOW2_DEFAULT_CLUSTER_BITS,
+    /* Extended L2 entries pay off where copy-on-write happens: over a
+     * backing file (see qcow2_subcluster.c for the measurement). */
+    bool extl2 = qcow2_extl2_wanted(backing_name != NULL);
+
+    return qcow2_create_image(file, size, QCOW2_DEFAULT_CLUSTER_BITS, extl2,
                               backing_name, backing_format);
 }
 
@@ -233,7 +238,7 @@ qcow2_get_size(struct vs_bdev *bs)
 static int
 grow_locked(struct qcow2 *s, uint64_t size)
 {
-    uint64_t need = qcow2_l1_needed(size, s->cluster_bits);
+    uint64_t need = qcow2_l1_needed(size, s->cluster_bits, s->l2_bits);
     int r;
 
     if (need * 8 > QCOW2_MAX_L1_BYTES)
@@ -283,11 +288,12 @@ qcow2_truncate(struct vs_bdev *bs, uint64_t size)
     return r > 0 ? 0 : r;
 }
 
-/* VS_BS_* bits for entry E. */
+/* VS_BS_* bits for what a subcluster (a cluster, without subclusters)
+ * of kind K reads as. */
 static int
-status_of(const struct qcow2 *s, uint64_t e)
+status_of(enum qcow2_kind k)
 {
-    switch (qcow2_kind(s, e)) {
+    switch (k) {
     case QCOW2_NORMAL:
     case QCOW2_COMPRESSED_CLUSTER:
         return VS_BS_ALLOCATED | VS_BS_DATA;
@@ -298,12 +304,15 @@ status_of(const struct qcow2 *s, uint64_t e)
     }
 }
 
+/* Status is per subcluster: a partly written cluster of a layer with
+ * subclusters answers "not mine" for the rest, so SEEK_DATA and the chain
+ * status look further down there. */
 static int
 qcow2_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                    uint64_t *pnum)
 {
     struct qcow2 *s = bs->opaque;
-    uint64_t n, g;
+    uint64_t n, unit;
     int st;
 
     qcow2_rdlock(s);
@@ -312,12 +321,12 @@ qcow2_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
         *pnum = length;
         return VS_BS_ALLOCATED | VS_BS_ZERO;
     }
+    unit = 1ull << s->sc_bits;
     length = MIN(length, s->h.size - offset);
-    g = offset >> s->cluster_bits;
-    st = status_of(s, qcow2_entry(s, g));
-    n = MIN(length, s->cs - (offset & (s->cs - 1)));
-    while (n < length && status_of(s, qcow2_entry(s, ++g)) == st)
-        n += MIN(s->cs, length - n);
+    st = status_of(qcow2_kind_at(s, offset));
+    n = MIN(length, unit - (offset & (unit - 1)));
+    while (n < length && status_of(qcow2_kind_at(s, offset + n)) == st)
+        n += MIN(unit, length - n);
     qcow2_unlock(s);
     *pnum = n;
     return st;

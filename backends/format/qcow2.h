@@ -13,6 +13,8 @@
  *   qcow2_read.c      the read path and the backing-chain shortcut
  *   qcow2_write.c     the write path: in place or allocate + copy-on-write
  *   qcow2_zero.c      discard and write_zeroes
+ *   qcow2_subcluster.c extended L2 entries: the per-subcluster bitmaps, the
+ *                     state of a subcluster, what a write must copy
  *   qcow2_compress.c  inflate compressed clusters
  *   qcow2_iov.c       iovec slicing and copying
  *
@@ -47,6 +49,15 @@
 #define QCOW2_MAX_L1_BYTES (32u << 20) /* as QEMU: 32 MiB of L1 */
 #define QCOW2_MAX_RT_BYTES (8u << 20)  /* as QEMU: 8 MiB of refcount table */
 #define QCOW2_MAX_SNAPSHOTS 65536
+/* Extended L2 entries: 32 subclusters per cluster, clusters of 16 KiB at
+ * least (the spec's minimum: subclusters of 512 bytes). */
+#define QCOW2_SUBCLUSTERS 32
+#define QCOW2_EXTL2_MIN_CLUSTER_BITS 14
+#define QCOW2_SC_ALLOC_ALL 0x00000000ffffffffull
+#define QCOW2_SC_ZERO_ALL 0xffffffff00000000ull
+/* Whether a new layer with a backing file gets extended L2 entries, when
+ * the environment does not say (qcow2_extl2_wanted). */
+#define QCOW2_EXTL2_DEFAULT 1
 
 /* Incompatible feature bits. */
 #define QCOW2_INCOMPAT_DIRTY (1ull << 0)
@@ -117,6 +128,9 @@ struct qcow2 {
     uint64_t cs; /* cluster size */
     uint32_t l2_bits;
     uint64_t l2_entries;
+    bool extl2;         /* extended L2 entries (subclusters) */
+    uint32_t sc_bits;   /* subcluster size: cluster_bits - 5, or cluster_bits
+                           without subclusters (one "subcluster" a cluster) */
     uint64_t file_size; /* at open, for validation */
 
     pthread_rwlock_t lock;
@@ -125,6 +139,8 @@ struct qcow2 {
     /* ---- the mapping ---- */
     uint64_t *l1;      /* l1_size entries, host order */
     uint64_t **l2;     /* per L1 index: the table, or NULL */
+    uint64_t **l2bm;   /* per L1 index: the tables' subcluster bitmaps
+                          (extended L2 entries only, else all NULL) */
     uint8_t *l2_dirty; /* per L1 index */
     uint32_t l1_cap;   /* entries allocated in l1, l2, l2_dirty, owner */
     bool l1_dirty;
@@ -155,9 +171,11 @@ struct qcow2 {
     struct qcow2 **chain; /* read-only qcow2 layers below, same clusters */
     uint64_t *chain_clip; /* bytes readable through chain[0..d] */
     int chain_len;
-    struct vs_bdev *tail; /* first layer below the chain, or NULL */
-    uint64_t tail_clip;   /* bytes readable through the whole chain */
-    uint8_t **owner;      /* per L1 index: one owner code per cluster */
+    struct vs_bdev *tail;   /* first layer below the chain, or NULL */
+    uint64_t tail_clip;     /* bytes readable through the whole chain */
+    uint32_t chain_sc_bits; /* the smallest subcluster in the chain: the
+                               step of an owner walk */
+    uint8_t **owner;        /* per L1 index: one owner code per cluster */
 };
 
 /* The driver table (qcow2.c). */
@@ -207,16 +225,64 @@ qcow2_entry(const struct qcow2 *s, uint64_t g)
     return s->l2[i][g & (s->l2_entries - 1)];
 }
 
+/* The subcluster bitmap of guest cluster G (0 without extended L2
+ * entries or without a table). */
+static inline uint64_t
+qcow2_bitmap(const struct qcow2 *s, uint64_t g)
+{
+    uint64_t i = g >> s->l2_bits;
+
+    if (!s->extl2 || i >= s->h.l1_size || s->l2bm[i] == NULL)
+        return 0;
+    /* atomic: writers under the shared lock set bits (qcow2_write.c) */
+    return __atomic_load_n(&s->l2bm[i][g & (s->l2_entries - 1)],
+                           __ATOMIC_ACQUIRE);
+}
+
+/* The kind of a whole cluster's entry E.  With extended L2 entries this
+ * only says whether a host cluster is referenced: what reads come from is
+ * per subcluster (qcow2_sc_kind). */
 static inline enum qcow2_kind
 qcow2_kind(const struct qcow2 *s, uint64_t e)
 {
     if (e & QCOW2_COMPRESSED)
         return QCOW2_COMPRESSED_CLUSTER;
-    if ((e & QCOW2_ZERO) && s->h.version >= 3)
+    if ((e & QCOW2_ZERO) && s->h.version >= 3 && !s->extl2)
         return QCOW2_ZERO_CLUSTER;
     if (e & QCOW2_OFFSET_MASK)
         return QCOW2_NORMAL;
     return QCOW2_UNALLOCATED;
+}
+
+/* What subcluster SC of a cluster with entry E and bitmap BM reads as
+ * (without subclusters, SC is 0 and this is the entry's kind). */
+static inline enum qcow2_kind
+qcow2_sc_kind(const struct qcow2 *s, uint64_t e, uint64_t bm, unsigned sc)
+{
+    if (!s->extl2 || (e & QCOW2_COMPRESSED))
+        return qcow2_kind(s, e);
+    if (bm >> sc & 1)
+        return QCOW2_NORMAL;
+    if (bm >> (32 + sc) & 1)
+        return QCOW2_ZERO_CLUSTER;
+    return QCOW2_UNALLOCATED;
+}
+
+/* The subcluster of guest offset OFF inside its cluster. */
+static inline unsigned
+qcow2_sc_index(const struct qcow2 *s, uint64_t off)
+{
+    return (unsigned)((off & (s->cs - 1)) >> s->sc_bits);
+}
+
+/* What the subcluster holding guest offset OFF reads as in layer S. */
+static inline enum qcow2_kind
+qcow2_kind_at(const struct qcow2 *s, uint64_t off)
+{
+    uint64_t g = off >> s->cluster_bits;
+
+    return qcow2_sc_kind(s, qcow2_entry(s, g), qcow2_bitmap(s, g),
+                         qcow2_sc_index(s, off));
 }
 
 static inline void
@@ -256,15 +322,17 @@ void qcow2_header_encode(const struct qcow2 *s, const struct qcow2_header *h,
                          uint8_t *buf);
 /* Write header H to the file (no flush). */
 int qcow2_header_write(struct qcow2 *s, const struct qcow2_header *h);
-/* L1 entries needed to map SIZE bytes with cluster_bits CB. */
-uint64_t qcow2_l1_needed(uint64_t size, uint32_t cb);
+/* L1 entries needed to map SIZE bytes with cluster_bits CB and L2 tables
+ * of 1 << L2_BITS entries. */
+uint64_t qcow2_l1_needed(uint64_t size, uint32_t cb, uint32_t l2_bits);
 
 /* ---- qcow2_create.c ---- */
 
-/* Lay out an empty image of SIZE with 1 << CLUSTER_BITS byte clusters. */
+/* Lay out an empty image of SIZE with 1 << CLUSTER_BITS byte clusters,
+ * with extended L2 entries when EXTL2. */
 int qcow2_create_image(struct vs_bdev *file, uint64_t size,
-                       uint32_t cluster_bits, const char *backing_name,
-                       const char *backing_format);
+                       uint32_t cluster_bits, bool extl2,
+                       const char *backing_name, const char *backing_format);
 
 /* ---- qcow2_table.c ---- */
 
@@ -276,6 +344,8 @@ void qcow2_tables_free(struct qcow2 *s);
 int qcow2_l2_ensure(struct qcow2 *s, uint64_t g);
 /* Set the L2 entry of guest cluster G (table must exist); wrlock. */
 void qcow2_set_entry(struct qcow2 *s, uint64_t g, uint64_t e);
+/* Set the L2 entry and subcluster bitmap of G (extended L2); wrlock. */
+void qcow2_set_entry_bm(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm);
 /* Grow the L1 table to hold N entries (relocating it); wrlock. */
 int qcow2_l1_grow(struct qcow2 *s, uint32_t n);
 /* Compressed entry E: host byte offset and byte length of its data. */
@@ -331,9 +401,10 @@ void qcow2_chain_free(struct qcow2 *s);
 ssize_t qcow2_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                      uint64_t offset, unsigned flags);
 /* Read LEN bytes of guest cluster G from IN into BUF as this layer and the
- * layers below see them (entry E is G's current entry); rdlock held. */
-int qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint8_t *buf,
-                       uint64_t in, uint64_t len);
+ * layers below see them (entry E, bitmap BM are G's current ones); rdlock
+ * held. */
+int qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm,
+                       uint8_t *buf, uint64_t in, uint64_t len);
 
 /* ---- qcow2_write.c ---- */
 
@@ -350,6 +421,24 @@ bool qcow2_inflight_has(struct qcow2 *s, uint64_t g);
 int qcow2_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
 int qcow2_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                        unsigned flags);
+
+/* ---- qcow2_subcluster.c ---- */
+
+/* Check the bitmap BM of an extended L2 entry E: 0, or -EIO. */
+int qcow2_sc_check(const struct qcow2 *s, uint64_t e, uint64_t bm);
+/* Bitmap bits of subclusters [first, last] (inclusive), low half. */
+uint64_t qcow2_sc_mask(unsigned first, unsigned last);
+/* Whether the bytes [in, in + n) of a cluster with entry E and bitmap BM
+ * lie in subclusters that are all allocated. */
+bool qcow2_sc_all_alloc(const struct qcow2 *s, uint64_t e, uint64_t bm,
+                        uint64_t in, uint64_t n);
+/* Whether the cluster G has anything of its own in layer S (any
+ * subcluster allocated or zero, or a compressed cluster). */
+bool qcow2_has_any(const struct qcow2 *s, uint64_t g);
+/* Whether a new layer (over a backing file when BACKED) gets extended L2
+ * entries: VSTORFS_QCOW2_EXTL2 in the environment says 0 (never), 1 (over
+ * a backing file) or all (every layer: for tests); else the default. */
+bool qcow2_extl2_wanted(bool backed);
 
 /* ---- qcow2_compress.c ---- */
 

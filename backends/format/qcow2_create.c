@@ -11,7 +11,9 @@
  * clean.  The file is sized first (the L1 table is then zeros, thin where
  * the storage can be), the refcount structures are written, the header
  * last, then the file is flushed: a crash leaves no valid-looking image
- * with bad tables.
+ * with bad tables.  With extended L2 entries (subclusters) the header
+ * carries incompatible feature bit 4 and each L2 table maps half as many
+ * clusters, so the L1 table is sized for that.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,11 +39,11 @@ div_up(uint64_t a, uint64_t b)
 }
 
 static void
-plan(struct layout *l, uint64_t size, uint32_t cb)
+plan(struct layout *l, uint64_t size, uint32_t cb, bool extl2)
 {
     uint64_t rb_entries = l->cs * 8 / 16;
 
-    l->l1_entries = qcow2_l1_needed(size, cb);
+    l->l1_entries = qcow2_l1_needed(size, cb, cb - (extl2 ? 4 : 3));
     l->l1_clusters = div_up(l->l1_entries * 8, l->cs);
     l->rt_clusters = 1;
     l->rb_count = 1;
@@ -109,13 +111,14 @@ header_bytes(const char *backing_name, const char *backing_format)
 
 static void
 encode_header(uint8_t *b, const struct layout *l, uint64_t size, uint32_t cb,
-              const char *backing_name, const char *backing_format)
+              bool extl2, const char *backing_name, const char *backing_format)
 {
     uint64_t pos = QCOW2_HEADER_CREATE;
 
     qcow2_put32(b, QCOW2_MAGIC);
     qcow2_put32(b + 4, 3);
     qcow2_put32(b + 20, cb);
+    qcow2_put64(b + 72, extl2 ? QCOW2_INCOMPAT_EXTL2 : 0);
     qcow2_put64(b + 24, size);
     qcow2_put32(b + 36, (uint32_t)l->l1_entries);
     qcow2_put64(b + 40,
@@ -143,12 +146,15 @@ encode_header(uint8_t *b, const struct layout *l, uint64_t size, uint32_t cb,
 }
 
 static int
-check_args(uint64_t size, uint32_t cb, const char *backing_name,
+check_args(uint64_t size, uint32_t cb, bool extl2, const char *backing_name,
            const char *backing_format)
 {
-    if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS)
+    if (cb < (extl2 ? QCOW2_EXTL2_MIN_CLUSTER_BITS : QCOW2_MIN_CLUSTER_BITS) ||
+        cb > QCOW2_MAX_CLUSTER_BITS)
         return -EINVAL;
-    if (size > INT64_MAX || qcow2_l1_needed(size, cb) * 8 > QCOW2_MAX_L1_BYTES)
+    if (size > INT64_MAX ||
+        qcow2_l1_needed(size, cb, cb - (extl2 ? 4 : 3)) * 8 >
+            QCOW2_MAX_L1_BYTES)
         return -EFBIG;
     if (backing_format != NULL && backing_name == NULL)
         return -EINVAL;
@@ -166,16 +172,17 @@ check_args(uint64_t size, uint32_t cb, const char *backing_name,
 
 int
 qcow2_create_image(struct vs_bdev *file, uint64_t size, uint32_t cluster_bits,
-                   const char *backing_name, const char *backing_format)
+                   bool extl2, const char *backing_name,
+                   const char *backing_format)
 {
     struct layout l = {.cs = 1ull << cluster_bits};
     _cleanup_free_ uint8_t *hdr = NULL;
-    int r = check_args(size, cluster_bits, backing_name, backing_format);
+    int r = check_args(size, cluster_bits, extl2, backing_name, backing_format);
     ssize_t n;
 
     if (r < 0)
         return r;
-    plan(&l, size, cluster_bits);
+    plan(&l, size, cluster_bits, extl2);
     hdr = calloc(1, l.cs);
     if (hdr == NULL)
         return -ENOMEM;
@@ -186,7 +193,8 @@ qcow2_create_image(struct vs_bdev *file, uint64_t size, uint32_t cluster_bits,
         r = write_refcounts(file, &l);
     if (r < 0)
         return r;
-    encode_header(hdr, &l, size, cluster_bits, backing_name, backing_format);
+    encode_header(hdr, &l, size, cluster_bits, extl2, backing_name,
+                  backing_format);
     n = vs_bdev_pwrite(file, hdr, l.cs, 0);
     if (n < 0)
         return (int)n;

@@ -147,8 +147,12 @@ snap_tables(struct qcow2 *s, struct batch *b)
         buf = batch_add(b, META_L2, i, s->l1[i] & QCOW2_OFFSET_MASK, s->cs);
         if (buf == NULL)
             return -ENOMEM;
-        for (uint64_t j = 0; j < s->l2_entries; j++)
+        for (uint64_t j = 0; j < s->l2_entries && !s->extl2; j++)
             qcow2_put64(buf + 8 * j, s->l2[i][j]);
+        for (uint64_t j = 0; j < s->l2_entries && s->extl2; j++) {
+            qcow2_put64(buf + 16 * j, s->l2[i][j]);
+            qcow2_put64(buf + 16 * j + 8, s->l2bm[i][j]);
+        }
         s->l2_dirty[i] = 0;
     }
     b->n_l2 = b->n - b->n_rc;

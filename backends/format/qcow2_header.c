@@ -4,12 +4,12 @@
  *
  * Everything read is checked before use, because an image is untrusted
  * input: the magic, the version (2 or 3), the header length, cluster_bits
- * (9..21), the incompatible feature bits (anything this driver cannot
- * honour is -ENOTSUP), the encryption method, the refcount order, the L1
- * size against the virtual size and QEMU's 32 MiB limit, the refcount
- * table size against QEMU's 8 MiB limit, every table offset (cluster
- * aligned, inside the file), the backing file name (at most 1023 bytes,
- * inside the first cluster) and the header extensions (each inside the
+ * (9..21, 14..21 with extended L2 entries), the incompatible feature bits
+ * (anything this driver cannot honour is -ENOTSUP), the encryption method, the
+ * refcount order, the L1 size against the virtual size and QEMU's 32 MiB limit,
+ * the refcount table size against QEMU's 8 MiB limit, every table offset
+ * (cluster aligned, inside the file), the backing file name (at most 1023
+ * bytes, inside the first cluster) and the header extensions (each inside the
  * first cluster).  A violation is -EIO with a debug line naming the layer.
  *
  * The header is kept as read (raw_header, header_length bytes): a rewrite
@@ -25,9 +25,8 @@
 #include "qcow2.h"
 
 uint64_t
-qcow2_l1_needed(uint64_t size, uint32_t cb)
+qcow2_l1_needed(uint64_t size, uint32_t cb, uint32_t l2_bits)
 {
-    uint32_t l2_bits = cb - 3;
     uint64_t clusters = (size >> cb) + ((size & ((1ull << cb) - 1)) != 0);
 
     return (clusters >> l2_bits) + ((clusters & ((1ull << l2_bits) - 1)) != 0);
@@ -103,8 +102,14 @@ check_geometry(struct qcow2 *s)
                              h->cluster_bits);
     s->cluster_bits = h->cluster_bits;
     s->cs = 1ull << h->cluster_bits;
-    s->l2_bits = h->cluster_bits - 3;
+    /* extended entries are 16 bytes: half as many per table */
+    s->extl2 = (h->incompat & QCOW2_INCOMPAT_EXTL2) != 0;
+    if (s->extl2 && h->cluster_bits < QCOW2_EXTL2_MIN_CLUSTER_BITS)
+        return qcow2_corrupt(s, "extended L2 entries with cluster_bits %u",
+                             h->cluster_bits);
+    s->l2_bits = h->cluster_bits - (s->extl2 ? 4 : 3);
     s->l2_entries = 1ull << s->l2_bits;
+    s->sc_bits = s->extl2 ? h->cluster_bits - 5 : h->cluster_bits;
     if (h->version == 3 &&
         (h->header_length < QCOW2_V3_HEADER || h->header_length % 8 != 0 ||
          h->header_length > s->cs))
@@ -146,8 +151,6 @@ check_features(struct qcow2 *s)
                             (unsigned long long)(h->incompat & ~known));
     if (h->incompat & QCOW2_INCOMPAT_DATA_FILE)
         return qcow2_refuse(s, -ENOTSUP, "external data files unsupported");
-    if (h->incompat & QCOW2_INCOMPAT_EXTL2)
-        return qcow2_refuse(s, -ENOTSUP, "extended L2 entries unsupported");
     if (!(h->incompat & QCOW2_INCOMPAT_COMPRESSION) && h->compression_type != 0)
         return qcow2_corrupt(s, "compression type without its feature bit");
     if (h->incompat & QCOW2_INCOMPAT_COMPRESSION) {
@@ -184,7 +187,7 @@ check_tables(struct qcow2 *s)
     uint64_t rt_bytes = (uint64_t)h->rt_clusters << s->cluster_bits;
     int r;
 
-    if (qcow2_l1_needed(h->size, h->cluster_bits) > h->l1_size)
+    if (qcow2_l1_needed(h->size, h->cluster_bits, s->l2_bits) > h->l1_size)
         return qcow2_corrupt(s, "L1 table too small for the virtual size");
     if ((uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES)
         return qcow2_corrupt(s, "L1 table of %u entries too large", h->l1_size);

@@ -25,6 +25,14 @@
  * are immutable.  Sizes are honoured on the way: a layer shorter than the
  * offset reads as zeros from its end on, so each chain depth carries the
  * smallest size above and including it (`chain_clip`).
+ *
+ * Subclusters (extended L2 entries, qcow2_subcluster.c).  A layer with
+ * them may own only part of a cluster, so the owner byte means "the first
+ * layer that has anything in this cluster": a read of a subcluster starts
+ * its walk there and goes on down past layers whose subcluster is
+ * unallocated (one step when the cluster is owned whole, as usual).  Runs
+ * are found per subcluster (per cluster in layers without them), stepping
+ * by the smallest subcluster of the chain (`chain_sc_bits`).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,6 +74,7 @@ qcow2_chain_init(struct qcow2 *s)
     uint64_t clip = UINT64_MAX;
     int n = 0;
 
+    s->chain_sc_bits = s->cluster_bits;
     for (; l != NULL && n < QCOW2_MAX_CHAIN && chain_member(s, l);
          l = l->backing)
         n++;
@@ -82,6 +91,7 @@ qcow2_chain_init(struct qcow2 *s)
     l = s->bs->backing;
     for (int d = 0; d < n; d++, l = l->backing) {
         s->chain[d] = l->opaque;
+        s->chain_sc_bits = MIN(s->chain_sc_bits, s->chain[d]->sc_bits);
         clip = MIN(clip, s->chain[d]->h.size);
         s->chain_clip[d] = clip;
     }
@@ -106,7 +116,7 @@ owner_resolve(const struct qcow2 *s, uint64_t g)
 
         if (off >= s->chain_clip[d])
             return QCOW2_OWNER_NONE;
-        if (qcow2_kind(q, qcow2_entry(q, g)) != QCOW2_UNALLOCATED)
+        if (qcow2_has_any(q, g))
             return (uint8_t)(d + 1);
     }
     if (s->tail != NULL && off < s->tail_clip)
@@ -179,9 +189,11 @@ read_delegate(struct vs_bdev *l, struct piece *p, uint64_t clip)
     return 0;
 }
 
-/* Read P as layer Q's own entry E says (E is not unallocated). */
+/* Read P as layer Q's own entry E says, P being of kind K there (not
+ * unallocated). */
 static int
-read_mapped(struct qcow2 *q, uint64_t e, struct piece *p, uint64_t clip)
+read_mapped(struct qcow2 *q, enum qcow2_kind k, uint64_t e, struct piece *p,
+            uint64_t clip)
 {
     uint64_t in = p->off & (q->cs - 1);
     _cleanup_free_ uint8_t *tmp = NULL;
@@ -190,7 +202,7 @@ read_mapped(struct qcow2 *q, uint64_t e, struct piece *p, uint64_t clip)
 
     if (!piece_clip(p, clip))
         return 0;
-    switch (qcow2_kind(q, e)) {
+    switch (k) {
     case QCOW2_NORMAL:
         n = vs_bdev_preadv(q->file, p->iov, p->cnt,
                            (e & QCOW2_OFFSET_MASK) + in, p->flags);
@@ -214,13 +226,104 @@ read_mapped(struct qcow2 *q, uint64_t e, struct piece *p, uint64_t clip)
     }
 }
 
-/* Read P (inside one guest cluster G, or a run when there is no chain)
- * from below this layer. */
+/* Where a stretch of guest bytes below this layer reads from: layer Q's
+ * mapping (kind K, entry E), or layer L through the generic layer, or
+ * zeros (neither); CLIP is where that layer's data ends. */
+struct src {
+    struct qcow2 *q;
+    struct vs_bdev *l;
+    enum qcow2_kind k;
+    uint64_t e;
+    uint64_t clip;
+};
+
+/* Resolve the source of guest offset OFF below this layer (chain set). */
+static void
+chain_src(struct qcow2 *s, uint64_t off, struct src *a)
+{
+    uint64_t g = off >> s->cluster_bits;
+    uint8_t o = owner_of(s, g);
+
+    memset(a, 0, sizeof(*a));
+    if (o == QCOW2_OWNER_NONE)
+        return;
+    for (int d = o - 1; d < s->chain_len; d++) {
+        struct qcow2 *q = s->chain[d];
+
+        if (off >= s->chain_clip[d])
+            return;
+        a->k = qcow2_kind_at(q, off);
+        if (a->k != QCOW2_UNALLOCATED) {
+            a->q = q;
+            a->e = qcow2_entry(q, g);
+            a->clip = s->chain_clip[d];
+            return;
+        }
+    }
+    if (s->tail != NULL && off < s->tail_clip) {
+        a->l = s->tail;
+        a->clip = s->tail_clip;
+    }
+}
+
+/* Whether source B at offset OFF continues source A that began at A0. */
+static bool
+src_continues(const struct src *a, uint64_t a0, const struct src *b,
+              uint64_t off)
+{
+    if (a->q != b->q || a->l != b->l || a->k != b->k)
+        return false;
+    if (a->q == NULL)
+        return true;
+    switch (a->k) {
+    case QCOW2_NORMAL:
+        return (b->e & QCOW2_OFFSET_MASK) + (off & (a->q->cs - 1)) ==
+               (a->e & QCOW2_OFFSET_MASK) + (a0 & (a->q->cs - 1)) + (off - a0);
+    case QCOW2_ZERO_CLUSTER:
+        return true;
+    default: /* compressed: within its cluster */
+        return off >> a->q->cluster_bits == a0 >> a->q->cluster_bits;
+    }
+}
+
+/* Bytes from OFF, at most LEN, that read from the same source as OFF
+ * (returned in A), below this layer. */
+static uint64_t
+chain_run(struct qcow2 *s, uint64_t off, uint64_t len, struct src *a)
+{
+    uint64_t step = 1ull << s->chain_sc_bits;
+    uint64_t n = MIN(len, step - (off & (step - 1)));
+    struct src b;
+
+    chain_src(s, off, a);
+    while (n < len) {
+        chain_src(s, off + n, &b);
+        if (!src_continues(a, off, &b, off + n))
+            break;
+        n += MIN(step, len - n);
+    }
+    return n;
+}
+
+static int
+read_src(const struct src *a, struct piece *p)
+{
+    if (a->q != NULL)
+        return read_mapped(a->q, a->k, a->e, p, a->clip);
+    if (a->l != NULL)
+        return read_delegate(a->l, p, a->clip);
+    qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
+    return 0;
+}
+
+/* Read P from below this layer. */
 static int
 read_backing(struct qcow2 *s, struct piece *p)
 {
-    uint64_t g = p->off >> s->cluster_bits;
-    uint8_t o;
+    struct iovec stack[IOV_STACK];
+    _cleanup_free_ struct iovec *heap = NULL;
+    struct iovec *sub = stack;
+    uint64_t done = 0;
 
     if (s->bs->backing == NULL) {
         qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
@@ -228,68 +331,87 @@ read_backing(struct qcow2 *s, struct piece *p)
     }
     if (s->chain_len == 0)
         return read_delegate(s->bs->backing, p, UINT64_MAX);
-    o = owner_of(s, g);
-    if (o == QCOW2_OWNER_NONE) {
-        qcow2_iov_zero(p->iov, p->cnt, 0, p->len);
-        return 0;
+    if (p->cnt > IOV_STACK) {
+        heap = malloc((size_t)p->cnt * sizeof(*heap));
+        if (heap == NULL)
+            return -ENOMEM;
+        sub = heap;
     }
-    if (o > s->chain_len)
-        return read_delegate(s->tail, p, s->tail_clip);
-    return read_mapped(s->chain[o - 1], qcow2_entry(s->chain[o - 1], g), p,
-                       s->chain_clip[o - 1]);
+    while (done < p->len) {
+        struct src a;
+        uint64_t n = chain_run(s, p->off + done, p->len - done, &a);
+        struct piece q = {sub, 0, p->off + done, n, p->flags};
+        int r;
+
+        if (done == 0 && n == p->len) /* one source: the common case */
+            return read_src(&a, p);
+        q.cnt = qcow2_iov_slice(p->iov, p->cnt, done, n, sub);
+        r = read_src(&a, &q);
+        if (r < 0)
+            return r;
+        done += n;
+    }
+    return 0;
 }
 
-/* Whether guest cluster G (entry E) continues a run that began at
- * cluster G0 with entry E0, so both are served by one transfer. */
-static bool
-continues(const struct qcow2 *s, uint64_t e0, uint64_t g0, uint64_t e,
-          uint64_t g)
-{
-    enum qcow2_kind k0 = qcow2_kind(s, e0), k = qcow2_kind(s, e);
-
-    if (k != k0)
-        return false;
-    switch (k) {
-    case QCOW2_NORMAL:
-        return (e & QCOW2_OFFSET_MASK) ==
-               (e0 & QCOW2_OFFSET_MASK) + ((g - g0) << s->cluster_bits);
-    case QCOW2_ZERO_CLUSTER:
-        return true;
-    case QCOW2_UNALLOCATED:
-        return s->chain_len == 0;
-    default:
-        return false;
-    }
-}
-
-/* Bytes from OFF (inside the cluster of entry E) to the end of the run
- * it starts, at most LEN. */
+/* Bytes from OFF to the end of the run of this layer's own subclusters
+ * (clusters, without subclusters) it starts, at most LEN; its kind into
+ * *K and the entry of its first cluster into *E. */
 static uint64_t
-run_length(const struct qcow2 *s, uint64_t e, uint64_t off, uint64_t len)
+run_length(const struct qcow2 *s, uint64_t off, uint64_t len,
+           enum qcow2_kind *k, uint64_t *e)
 {
-    uint64_t in = off & (s->cs - 1), g0 = off >> s->cluster_bits;
-    uint64_t n = MIN(len, s->cs - in);
+    uint64_t unit = 1ull << s->sc_bits, g0 = off >> s->cluster_bits;
+    uint64_t n = MIN(len, unit - (off & (unit - 1)));
+    uint64_t host0;
 
+    *e = qcow2_entry(s, g0);
+    *k = qcow2_kind_at(s, off);
+    host0 = (*e & QCOW2_OFFSET_MASK) + (off & (s->cs - 1));
+    if (*k == QCOW2_COMPRESSED_CLUSTER)
+        return MIN(len, s->cs - (off & (s->cs - 1)));
     while (n < len) {
-        uint64_t g = g0 + (in + n) / s->cs;
+        uint64_t at = off + n, g = at >> s->cluster_bits;
+        uint64_t e2 = qcow2_entry(s, g);
 
-        if (!continues(s, e, g0, qcow2_entry(s, g), g))
+        if (qcow2_sc_kind(s, e2, qcow2_bitmap(s, g), qcow2_sc_index(s, at)) !=
+            *k)
             break;
-        n += MIN(s->cs, len - n);
+        if (*k == QCOW2_NORMAL &&
+            (e2 & QCOW2_OFFSET_MASK) + (at & (s->cs - 1)) != host0 + n)
+            break;
+        n += MIN(unit, len - n);
     }
     return n;
 }
 
 int
-qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint8_t *buf,
-                   uint64_t in, uint64_t len)
+qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm,
+                   uint8_t *buf, uint64_t in, uint64_t len)
 {
-    struct iovec iov = {buf, len};
-    struct piece p = {&iov, 1, (g << s->cluster_bits) + in, len, 0};
+    uint64_t unit = 1ull << s->sc_bits, done = 0;
 
-    if (qcow2_kind(s, e) == QCOW2_UNALLOCATED)
-        return read_backing(s, &p);
-    return read_mapped(s, e, &p, UINT64_MAX);
+    while (done < len) {
+        uint64_t at = in + done, n = MIN(len - done, unit - (at & (unit - 1)));
+        enum qcow2_kind k = qcow2_sc_kind(s, e, bm, qcow2_sc_index(s, at));
+        struct iovec iov;
+        struct piece p;
+        int r;
+
+        while (done + n < len &&
+               qcow2_sc_kind(s, e, bm, qcow2_sc_index(s, at + n)) == k)
+            n += MIN(unit, len - done - n);
+        iov = (struct iovec){buf + done, n};
+        p = (struct piece){&iov, 1, (g << s->cluster_bits) + at, n, 0};
+        if (k == QCOW2_UNALLOCATED)
+            r = read_backing(s, &p);
+        else
+            r = read_mapped(s, k, e, &p, UINT64_MAX);
+        if (r < 0)
+            return r;
+        done += n;
+    }
+    return 0;
 }
 
 static int
@@ -300,17 +422,17 @@ read_locked(struct qcow2 *s, const struct iovec *iov, int iovcnt,
     uint64_t done = 0;
 
     while (done < len) {
-        uint64_t off = offset + done;
-        uint64_t e = qcow2_entry(s, off >> s->cluster_bits);
-        uint64_t n = run_length(s, e, off, len - done);
+        uint64_t off = offset + done, e;
+        enum qcow2_kind k;
+        uint64_t n = run_length(s, off, len - done, &k, &e);
         struct piece p = {scratch, 0, off, n, flags};
         int r;
 
         p.cnt = qcow2_iov_slice(iov, iovcnt, done, n, scratch);
-        if (qcow2_kind(s, e) == QCOW2_UNALLOCATED)
+        if (k == QCOW2_UNALLOCATED)
             r = read_backing(s, &p);
         else
-            r = read_mapped(s, e, &p, UINT64_MAX);
+            r = read_mapped(s, k, e, &p, UINT64_MAX);
         if (r < 0)
             return r;
         done += n;

@@ -8,8 +8,11 @@
  * reserved bit set and no two at the same table (the total loaded can then
  * never exceed the file's size); L2 entries have no reserved bit, normal
  * and zero-with-offset entries point cluster-aligned inside the file past
- * the header, compressed entries start inside the file.  After that, a
- * lookup is an array index and needs no check.
+ * the header, compressed entries start inside the file.  With extended
+ * L2 entries (16 bytes: the entry, then the subcluster bitmap) the bitmap
+ * goes to a parallel array and is checked too (qcow2_subcluster.c), so
+ * the code that only looks at entries sees the same 64-bit words either
+ * way.  After that, a lookup is an array index and needs no check.
  *
  * Changes (a new L2 table, an entry, a larger L1) are made in memory under
  * the write lock and marked dirty; qcow2_flush.c writes them out.
@@ -41,9 +44,13 @@ arrays_grow(struct qcow2 *s, uint32_t n)
     uint64_t **l2;
     uint8_t *dirty;
     uint8_t **owner;
+    uint64_t **bm;
 
     if (n <= s->l1_cap)
         return 0;
+    bm = realloc(s->l2bm, n * sizeof(*bm));
+    if (bm != NULL)
+        s->l2bm = bm;
     l1 = realloc(s->l1, n * sizeof(*l1));
     if (l1 != NULL)
         s->l1 = l1;
@@ -56,8 +63,10 @@ arrays_grow(struct qcow2 *s, uint32_t n)
     owner = realloc(s->owner, n * sizeof(*owner));
     if (owner != NULL)
         s->owner = owner;
-    if (l1 == NULL || l2 == NULL || dirty == NULL || owner == NULL)
+    if (l1 == NULL || l2 == NULL || dirty == NULL || owner == NULL ||
+        bm == NULL)
         return -ENOMEM;
+    memset(s->l2bm + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*bm));
     memset(s->l1 + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*l1));
     memset(s->l2 + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*l2));
     memset(s->l2_dirty + s->l1_cap, 0, n - s->l1_cap);
@@ -151,7 +160,9 @@ check_l2_entry(const struct qcow2 *s, uint64_t e)
             return -EIO;
         return 0;
     }
-    if ((e & QCOW2_L2_RESERVED) || (s->h.version < 3 && (e & QCOW2_ZERO)))
+    /* bit 0, the zero flag, is reserved with extended entries too */
+    if ((e & QCOW2_L2_RESERVED) ||
+        ((s->h.version < 3 || s->extl2) && (e & QCOW2_ZERO)))
         return -EIO;
     if (off == 0)
         return (e & QCOW2_COPIED) && !(e & QCOW2_ZERO) ? -EIO : 0;
@@ -160,11 +171,27 @@ check_l2_entry(const struct qcow2 *s, uint64_t e)
     return 0;
 }
 
+/* Entry J of the raw table BUF into T (and its bitmap into BM). */
+static int
+parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t j, uint64_t *t,
+            uint64_t *bm)
+{
+    uint64_t e = qcow2_be64(buf + (s->extl2 ? 16 : 8) * j);
+
+    t[j] = e;
+    if (s->extl2)
+        bm[j] = qcow2_be64(buf + 16 * j + 8);
+    if (check_l2_entry(s, e) < 0)
+        return -EIO;
+    return s->extl2 ? qcow2_sc_check(s, e, bm[j]) : 0;
+}
+
 static int
 read_l2(struct qcow2 *s, uint32_t i)
 {
     uint64_t off = s->l1[i] & QCOW2_OFFSET_MASK;
     _cleanup_free_ uint8_t *buf = malloc(s->cs);
+    _cleanup_free_ uint64_t *bm = NULL;
     uint64_t *t;
     ssize_t got;
 
@@ -176,23 +203,27 @@ read_l2(struct qcow2 *s, uint32_t i)
     if ((uint64_t)got < s->cs)
         return qcow2_corrupt(s, "L2 table at %#llx truncated",
                              (unsigned long long)off);
+    if (s->extl2 && (bm = malloc(s->l2_entries * sizeof(*bm))) == NULL)
+        return -ENOMEM;
     t = malloc(s->l2_entries * sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
     for (uint64_t j = 0; j < s->l2_entries; j++) {
-        uint64_t e = qcow2_be64(buf + 8 * j);
+        if (parse_entry(s, buf, j, t, bm) < 0) {
+            uint64_t e = t[j];
 
-        if (check_l2_entry(s, e) < 0) {
             free(t);
             return qcow2_corrupt(s,
                                  "L2 entry %llu of table %u invalid "
-                                 "(%#llx)",
+                                 "(%#llx, bitmap %#llx)",
                                  (unsigned long long)j, i,
-                                 (unsigned long long)e);
+                                 (unsigned long long)e,
+                                 (unsigned long long)(bm ? bm[j] : 0));
         }
-        t[j] = e;
     }
     s->l2[i] = t;
+    s->l2bm[i] = bm;
+    bm = NULL;
     return 0;
 }
 
@@ -217,10 +248,12 @@ qcow2_tables_free(struct qcow2 *s)
 {
     for (uint32_t i = 0; i < s->l1_cap; i++) {
         free(s->l2[i]);
+        free(s->l2bm[i]);
         free(s->owner[i]);
     }
     free(s->l1);
     free(s->l2);
+    free(s->l2bm);
     free(s->l2_dirty);
     free(s->owner);
 }
@@ -229,7 +262,7 @@ int
 qcow2_l2_ensure(struct qcow2 *s, uint64_t g)
 {
     uint64_t i = g >> s->l2_bits;
-    uint64_t *t, host;
+    uint64_t *t, *bm = NULL, host;
     int err = 0;
 
     if (i >= s->h.l1_size)
@@ -245,14 +278,21 @@ qcow2_l2_ensure(struct qcow2 *s, uint64_t g)
         return 0;
     }
     t = calloc(s->l2_entries, sizeof(*t));
-    if (t == NULL)
+    if (s->extl2)
+        bm = calloc(s->l2_entries, sizeof(*bm));
+    if (t == NULL || (s->extl2 && bm == NULL)) {
+        free(t);
+        free(bm);
         return -ENOMEM;
+    }
     host = qcow2_alloc_cluster(s, &err);
     if (host == 0) {
         free(t);
+        free(bm);
         return err;
     }
     s->l2[i] = t;
+    s->l2bm[i] = bm;
     s->l1[i] = host | QCOW2_COPIED;
     s->l1_dirty = true;
     s->l2_dirty[i] = 1;
@@ -265,6 +305,16 @@ qcow2_set_entry(struct qcow2 *s, uint64_t g, uint64_t e)
     uint64_t i = g >> s->l2_bits;
 
     s->l2[i][g & (s->l2_entries - 1)] = e;
+    s->l2_dirty[i] = 1;
+}
+
+void
+qcow2_set_entry_bm(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm)
+{
+    uint64_t i = g >> s->l2_bits;
+
+    s->l2[i][g & (s->l2_entries - 1)] = e;
+    s->l2bm[i][g & (s->l2_entries - 1)] = bm;
     s->l2_dirty[i] = 1;
 }
 

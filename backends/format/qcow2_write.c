@@ -24,8 +24,24 @@
  *      flight mark and wake waiters.
  * Readers of the cluster during 2 still see the old mapping, which is a
  * valid answer for a read racing a write.  Discard and write_zeroes wait
- * for in-flight clusters too.  With VS_IO_FUA, a write that allocated
- * flushes the metadata before returning.
+ * for in-flight clusters too.
+ *
+ * With subclusters (extended L2 entries) a cluster is written in place
+ * where every subcluster the write touches is allocated, and also, with
+ * the shared lock only, where the cluster's host cluster is its own and
+ * the write needs no filling (see direct_ok): then the subclusters it
+ * covers become allocated by an atomic update of the bitmap.  Otherwise
+ * the allocating path writes to the cluster's own host cluster when it
+ * has one (with refcount 1), else to a new one, and only the bytes from
+ * the start of the first touched subcluster to the end of the last: the
+ * caller's bytes, and head and tail filled from what the cluster reads as
+ * now, but only in subclusters not allocated yet (an allocated one already
+ * holds its bytes there, and may be written in place meanwhile).  Then
+ * the touched subclusters become allocated.  Only when the old cluster has
+ * data that a new host cluster must take along (compressed, or shared
+ * with allocated subclusters the write does not cover) is the whole
+ * cluster copied, and all of it marked allocated.  With VS_IO_FUA, a write that
+ * allocated flushes the metadata before returning.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -102,19 +118,49 @@ inflight_remove(struct qcow2 *s, uint64_t g)
 
 /* ---- the allocating path ---- */
 
+/* Whether bytes [in, in + n) of guest cluster G (entry E) can be written
+ * to its host cluster as they are. */
 static bool
-in_place(const struct qcow2 *s, uint64_t e)
+in_place(const struct qcow2 *s, uint64_t g, uint64_t e, uint64_t in, uint64_t n)
 {
-    return qcow2_kind(s, e) == QCOW2_NORMAL && (e & QCOW2_COPIED);
+    return qcow2_kind(s, e) == QCOW2_NORMAL && (e & QCOW2_COPIED) &&
+           qcow2_sc_all_alloc(s, e, qcow2_bitmap(s, g), in, n);
 }
 
 /* A guest cluster being rewritten: where from and where to. */
 struct cow {
     uint64_t g;
+    uint64_t in, n;  /* the caller's bytes in the cluster */
     uint64_t old;    /* its entry before */
+    uint64_t old_bm; /* and its subcluster bitmap */
     uint64_t target; /* host offset written */
-    bool reuse;      /* target is old's own host cluster */
+    uint64_t bm;     /* the bitmap after */
+    uint64_t from;   /* bytes [from, to) of the cluster are written */
+    uint64_t to;
+    bool reuse; /* target is old's own host cluster */
 };
+
+/* With subclusters: what to write and the bitmap after (see the top). */
+static void
+cow_plan_sc(const struct qcow2 *s, struct cow *c)
+{
+    unsigned first = qcow2_sc_index(s, c->in);
+    unsigned last = qcow2_sc_index(s, c->in + c->n - 1);
+    uint64_t touched = qcow2_sc_mask(first, last), scs = 1ull << s->sc_bits;
+    uint64_t have = c->reuse ? c->old_bm : 0; /* allocated in the target */
+
+    if ((c->old & QCOW2_COMPRESSED) ||
+        (!c->reuse && (c->old_bm & QCOW2_SC_ALLOC_ALL & ~touched))) {
+        c->from = 0;
+        c->to = s->cs;
+        c->bm = QCOW2_SC_ALLOC_ALL;
+        return;
+    }
+    c->from = (have >> first & 1) ? c->in : first * scs;
+    c->to = (have >> last & 1) ? c->in + c->n : (last + 1) * scs;
+    /* a new target: the old allocated subclusters all lie in TOUCHED */
+    c->bm = (c->old_bm | touched) & ~(touched << 32);
+}
 
 /* Step 1.  Returns 1 when the cluster turned out writable in place. */
 static int
@@ -125,7 +171,8 @@ cow_begin(struct qcow2 *s, struct cow *c)
     qcow2_wrlock(s);
     for (;;) {
         c->old = qcow2_entry(s, c->g);
-        if (in_place(s, c->old)) {
+        c->old_bm = qcow2_bitmap(s, c->g);
+        if (in_place(s, c->g, c->old, c->in, c->n)) {
             pthread_rwlock_unlock(&s->lock);
             return 1;
         }
@@ -134,9 +181,14 @@ cow_begin(struct qcow2 *s, struct cow *c)
         qcow2_inflight_wait(s, c->g);
     }
     r = qcow2_l2_ensure(s, c->g);
-    c->reuse = qcow2_kind(s, c->old) == QCOW2_ZERO_CLUSTER &&
-               (c->old & QCOW2_OFFSET_MASK) && (c->old & QCOW2_COPIED);
+    c->reuse =
+        (c->old & QCOW2_OFFSET_MASK) && (c->old & QCOW2_COPIED) &&
+        qcow2_kind(s, c->old) == (s->extl2 ? QCOW2_NORMAL : QCOW2_ZERO_CLUSTER);
     c->target = c->old & QCOW2_OFFSET_MASK;
+    c->from = 0;
+    c->to = s->cs;
+    if (s->extl2)
+        cow_plan_sc(s, c);
     if (r == 0 && !c->reuse)
         c->target = qcow2_alloc_cluster(s, &r);
     if (r == 0) {
@@ -163,7 +215,7 @@ cow_fill(struct qcow2 *s, const struct cow *c, uint8_t *buf, uint64_t from,
     if (s->h.size - start < vend)
         vend = s->h.size - start;
     if (from < vend)
-        r = qcow2_read_cluster(s, c->g, c->old, buf + from, from,
+        r = qcow2_read_cluster(s, c->g, c->old, c->old_bm, buf + from, from,
                                MIN(to, vend) - from);
     qcow2_unlock(s);
     if (to > vend)
@@ -184,7 +236,10 @@ cow_finish(struct qcow2 *s, const struct cow *c, int result)
         if (!c->reuse)
             qcow2_rc_release(s, c->target);
     } else {
-        qcow2_set_entry(s, c->g, c->target | QCOW2_COPIED);
+        if (s->extl2)
+            qcow2_set_entry_bm(s, c->g, c->target | QCOW2_COPIED, c->bm);
+        else
+            qcow2_set_entry(s, c->g, c->target | QCOW2_COPIED);
         if (c->old & QCOW2_COMPRESSED)
             r = qcow2_free_compressed_later(s, c->old);
         else if (old_host != 0 && !c->reuse)
@@ -195,30 +250,58 @@ cow_finish(struct qcow2 *s, const struct cow *c, int result)
     return r;
 }
 
+/* Step 2 when nothing needs filling (whole subclusters, or allocated
+ * ones at the ends): the caller's bytes go straight to the target. */
+static int
+cow_direct(struct qcow2 *s, const struct cow *c, const struct iovec *iov,
+           int iovcnt, size_t skip)
+{
+    struct iovec stack[IOV_STACK];
+    _cleanup_free_ struct iovec *heap = NULL;
+    struct iovec *part = stack;
+    ssize_t w;
+    int cnt;
+
+    if (iovcnt > IOV_STACK) {
+        heap = malloc((size_t)iovcnt * sizeof(*heap));
+        if (heap == NULL)
+            return -ENOMEM;
+        part = heap;
+    }
+    cnt = qcow2_iov_slice(iov, iovcnt, skip, c->n, part);
+    w = vs_bdev_pwritev(s->file, part, cnt, c->target + c->in, 0);
+    if (w >= 0 && (uint64_t)w != c->n)
+        return -EIO;
+    return w < 0 ? (int)w : 0;
+}
+
 /* Write N bytes at IN of guest cluster G from IOV (at SKIP) by allocating;
  * 1 if the caller should write in place after all. */
 static int
 cow_write(struct qcow2 *s, uint64_t g, uint64_t in, uint64_t n,
           const struct iovec *iov, int iovcnt, size_t skip)
 {
-    struct cow c = {.g = g};
+    struct cow c = {.g = g, .in = in, .n = n};
     void *mem = NULL;
     uint8_t *buf;
     int r = cow_begin(s, &c);
 
     if (r != 0)
         return r;
+    if (c.from == in && c.to == in + n)
+        return cow_finish(s, &c, cow_direct(s, &c, iov, iovcnt, skip));
     if (posix_memalign(&mem, 4096, s->cs) != 0)
         return cow_finish(s, &c, -ENOMEM);
     buf = mem;
-    r = cow_fill(s, &c, buf, 0, in);
+    r = cow_fill(s, &c, buf, c.from, in);
     if (r == 0)
-        r = cow_fill(s, &c, buf, in + n, s->cs);
+        r = cow_fill(s, &c, buf, in + n, c.to);
     if (r == 0) {
         ssize_t w;
 
         qcow2_iov_to_buf(iov, iovcnt, skip, buf + in, n);
-        w = vs_bdev_pwrite(s->file, buf, s->cs, c.target);
+        w = vs_bdev_pwrite(s->file, buf + c.from, c.to - c.from,
+                           c.target + c.from);
         r = w < 0 ? (int)w : 0;
     }
     free(mem);
@@ -238,7 +321,7 @@ in_place_run(const struct qcow2 *s, uint64_t e, uint64_t off, uint64_t len)
         uint64_t g = g0 + (in + n) / s->cs;
         uint64_t e2 = qcow2_entry(s, g);
 
-        if (!in_place(s, e2) ||
+        if (!in_place(s, g, e2, 0, MIN(s->cs, len - n)) ||
             (e2 & QCOW2_OFFSET_MASK) !=
                 (e & QCOW2_OFFSET_MASK) + ((g - g0) << s->cluster_bits))
             break;
@@ -247,27 +330,84 @@ in_place_run(const struct qcow2 *s, uint64_t e, uint64_t off, uint64_t len)
     return n;
 }
 
+/* With subclusters: whether [in, in + n) of guest cluster G (entry E) can
+ * be written to its own host cluster with the shared lock only, setting
+ * the allocation bits of the subclusters it covers: nothing to fill (it
+ * starts and ends on subcluster boundaries or in allocated subclusters),
+ * and no allocating write of G in flight (that one computes G's bitmap
+ * from what it saw before and may be filling these subclusters).  Under
+ * the shared lock no allocating write can begin meanwhile.  This keeps a
+ * 4 KiB write into an allocated cluster off the exclusive lock, which
+ * two threads otherwise take turns on for every new subcluster. */
+static bool
+direct_ok(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t in, uint64_t n)
+{
+    uint64_t bm = qcow2_bitmap(s, g), scs = 1ull << s->sc_bits;
+    unsigned first = qcow2_sc_index(s, in),
+             last = qcow2_sc_index(s, in + n - 1);
+    bool busy;
+
+    if (!s->extl2 || qcow2_kind(s, e) != QCOW2_NORMAL || !(e & QCOW2_COPIED) ||
+        !(s->l1[g >> s->l2_bits] & QCOW2_COPIED))
+        return false;
+    if (((in & (scs - 1)) != 0 && !(bm >> first & 1)) ||
+        (((in + n) & (scs - 1)) != 0 && !(bm >> last & 1)))
+        return false;
+    pthread_mutex_lock(&s->inflight_lock);
+    busy = qcow2_inflight_has(s, g);
+    pthread_mutex_unlock(&s->inflight_lock);
+    return !busy;
+}
+
+/* Mark subclusters MASK of G allocated (and not zero) under the shared
+ * lock: other such writers may update the same bitmap at once. */
+static void
+bits_set(struct qcow2 *s, uint64_t g, uint64_t mask)
+{
+    uint64_t i = g >> s->l2_bits;
+    uint64_t *p = &s->l2bm[i][g & (s->l2_entries - 1)];
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED), new;
+
+    do
+        new = (old | mask) & ~(mask << 32);
+    while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    __atomic_store_n(&s->l2_dirty[i], 1, __ATOMIC_RELAXED);
+}
+
 /* Write from IOV at DONE to OFFSET + DONE: in place (returns bytes
- * written) or -EAGAIN when the cluster needs allocating. */
+ * written; *meta set when subclusters became allocated) or -EAGAIN when
+ * the cluster needs allocating. */
 static ssize_t
 write_in_place(struct qcow2 *s, const struct iovec *iov, int iovcnt,
                struct iovec *scratch, uint64_t off, uint64_t done, uint64_t len,
-               unsigned flags)
+               unsigned flags, bool *meta)
 {
-    uint64_t e, n;
+    uint64_t g = off >> s->cluster_bits, in = off & (s->cs - 1), e, n;
+    bool direct = false;
     ssize_t w;
     int cnt;
 
     qcow2_rdlock(s);
-    e = qcow2_entry(s, off >> s->cluster_bits);
-    if (!in_place(s, e)) {
+    e = qcow2_entry(s, g);
+    n = MIN(len, s->cs - in);
+    if (in_place(s, g, e, in, n))
+        n = in_place_run(s, e, off, len);
+    else if (direct_ok(s, g, e, in, n))
+        direct = true;
+    else {
         qcow2_unlock(s);
         return -EAGAIN;
     }
-    n = in_place_run(s, e, off, len);
     cnt = qcow2_iov_slice(iov, iovcnt, done, n, scratch);
-    w = vs_bdev_pwritev(s->file, scratch, cnt,
-                        (e & QCOW2_OFFSET_MASK) + (off & (s->cs - 1)), flags);
+    w = vs_bdev_pwritev(s->file, scratch, cnt, (e & QCOW2_OFFSET_MASK) + in,
+                        flags);
+    if (direct && w >= 0 && (uint64_t)w == n) {
+        bits_set(s, g,
+                 qcow2_sc_mask(qcow2_sc_index(s, in),
+                               qcow2_sc_index(s, in + n - 1)));
+        *meta = true;
+    }
     qcow2_unlock(s);
     if (w >= 0 && (uint64_t)w != n)
         return -EIO;
@@ -285,7 +425,7 @@ write_all(struct qcow2 *s, const struct iovec *iov, int iovcnt,
         uint64_t off = offset + done, in = off & (s->cs - 1);
         uint64_t n = MIN(s->cs - in, total - done);
         ssize_t w = write_in_place(s, iov, iovcnt, scratch, off, done,
-                                   total - done, flags);
+                                   total - done, flags, allocated);
         int r;
 
         if (w >= 0) {

@@ -15,10 +15,12 @@
  * mutations of small hand-built images (512-byte clusters: header with a
  * backing-format extension, refcount table and block, L1, two L2 tables,
  * normal, zero, zero-allocated and zlib-compressed clusters; in version 3
- * with 16-bit and 1-bit refcounts, and in version 2), for the test suite,
- * which also runs it under ASan and UBSan.  Mutations aim at the header
- * and the table clusters: bit flips, 64-bit fields set to interesting
- * offsets, truncation.
+ * with 16-bit and 1-bit refcounts, and in version 2), and of one with
+ * extended L2 entries (16 KiB clusters: subclusters allocated, zero,
+ * neither with and without a host cluster, and a compressed cluster), for
+ * the test suite, which also runs it under ASan and UBSan.  Mutations aim
+ * at the header and the table clusters: bit flips, 64-bit fields set to
+ * interesting offsets, truncation.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -191,6 +193,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define ITERATIONS 5000
 #define SEED_CS 512u
 #define SEED_CLUSTERS 11u
+#define EXT_ITERATIONS 1500
+#define EXT_CS (16u * 1024) /* the smallest cluster extended L2 allows */
+#define EXT_CLUSTERS 9u
 
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
 
@@ -218,20 +223,21 @@ put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)v;
 }
 
-/* Deflate one cluster of pattern into OUT (raw, 4 KiB window); its size. */
+/* Deflate one cluster (CS bytes) of pattern into OUT (raw, 4 KiB window);
+ * its size. */
 static size_t
-deflate_cluster(uint8_t *out, size_t room)
+deflate_cluster(uint8_t *out, size_t room, unsigned cs)
 {
-    uint8_t in[SEED_CS];
+    static uint8_t in[EXT_CS];
     z_stream z = {0};
     size_t n;
 
-    for (unsigned i = 0; i < SEED_CS; i++)
+    for (unsigned i = 0; i < cs; i++)
         in[i] = (uint8_t)("compressed "[i % 11]);
     if (deflateInit2(&z, 6, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
         return 0;
     z.next_in = in;
-    z.avail_in = SEED_CS;
+    z.avail_in = cs;
     z.next_out = out;
     z.avail_out = (uInt)room;
     deflate(&z, Z_FINISH);
@@ -300,7 +306,7 @@ make_seed(uint8_t *img, int version, uint32_t order)
     }
     for (unsigned c = 6; c < 10; c++)
         memset(img + c * SEED_CS, (int)(0x10 * c), SEED_CS);
-    clen = deflate_cluster(img + 10 * SEED_CS, SEED_CS);
+    clen = deflate_cluster(img + 10 * SEED_CS, SEED_CS, SEED_CS);
     /* 512-byte clusters: offset in bits 0..60, extra sectors in bit 61. */
     put64(l2a + 16,
           (1ull << 62) | 10 * SEED_CS | (clen > SEED_CS ? 1ull << 61 : 0));
@@ -352,6 +358,91 @@ mutate(uint8_t *b, size_t *len)
     }
 }
 
+/* A seed with extended L2 entries: header, refcount table and block, L1,
+ * one L2 table, data clusters 5, 6, 8 and a compressed cluster at 7. */
+static void
+make_seed_extl2(uint8_t *img)
+{
+    uint64_t copied = 1ull << 63;
+    uint8_t *l2 = img + 4 * EXT_CS, *rb = img + 2 * EXT_CS;
+    size_t clen;
+
+    memset(img, 0, EXT_CLUSTERS * EXT_CS);
+    put32(img, 0x514649fbu);
+    put32(img + 4, 3);
+    put32(img + 20, 14);
+    put64(img + 24, 1024 * 1024);
+    put32(img + 36, 1);
+    put64(img + 40, 3 * EXT_CS);
+    put64(img + 48, 1 * EXT_CS);
+    put32(img + 56, 1);
+    put64(img + 72, 1ull << 4); /* extended L2 entries */
+    put32(img + 96, 4);
+    put32(img + 100, 104);
+    put64(img + EXT_CS, 2 * EXT_CS);
+    for (unsigned c = 0; c < EXT_CLUSTERS; c++)
+        rb[2 * c + 1] = 1;
+    put64(img + 3 * EXT_CS, copied | 4 * EXT_CS);
+    put64(l2, copied | 5 * EXT_CS); /* half allocated, a quarter zero */
+    put64(l2 + 8, 0x0000ffffull | 0xff000000ull << 32);
+    put64(l2 + 24, 0xffffffffull << 32); /* no host: all zero */
+    put64(l2 + 32, copied | 6 * EXT_CS); /* one subcluster */
+    put64(l2 + 40, 1);
+    put64(l2 + 64, copied | 8 * EXT_CS); /* a host, nothing allocated */
+    for (unsigned c = 5; c < 9; c++)
+        memset(img + c * EXT_CS, (int)(0x10 * c), EXT_CS);
+    clen = deflate_cluster(img + 7 * EXT_CS, EXT_CS, EXT_CS);
+    /* 16 KiB clusters: offset in bits 0..55, extra sectors from bit 56 */
+    put64(l2 + 48,
+          (1ull << 62) | 7 * EXT_CS |
+              (uint64_t)((7 * EXT_CS + clen - 1) / 512 - 7 * EXT_CS / 512)
+                  << 56);
+}
+
+/* Mutations for the extended-L2 seed: the header and the first entries
+ * of its tables, where the bytes that matter are. */
+static void
+mutate_extl2(uint8_t *b, size_t *len)
+{
+    static const size_t where[] = {0, 3 * EXT_CS, 4 * EXT_CS, 2 * EXT_CS};
+    size_t base = where[rng() % 4];
+
+    switch (rng() % 4) {
+    case 0:
+        b[base + rng() % 112] ^= (uint8_t)(1u << (rng() % 8));
+        break;
+    case 1:
+        put64(b + base + 8 * (rng() % 12),
+              rng() % 2 ? interesting(*len) : (uint64_t)rng() << (rng() % 33));
+        break;
+    case 2:
+        b[4 * EXT_CS + 8 + 16 * (rng() % 5) + rng() % 8] ^=
+            (uint8_t)(1u << (rng() % 8)); /* a bitmap */
+        break;
+    default:
+        *len = rng() % (*len + 1);
+        break;
+    }
+}
+
+static void
+fuzz_extl2(void)
+{
+    static uint8_t seed[EXT_CLUSTERS * EXT_CS], work[EXT_CLUSTERS * EXT_CS];
+
+    make_seed_extl2(seed);
+    LLVMFuzzerTestOneInput(seed, sizeof(seed));
+    for (int i = 0; i < EXT_ITERATIONS; i++) {
+        size_t len = sizeof(work);
+        int rounds = 1 + (int)(rng() % 3);
+
+        memcpy(work, seed, sizeof(work));
+        for (int m = 0; m < rounds; m++)
+            mutate_extl2(work, &len);
+        LLVMFuzzerTestOneInput(work, len);
+    }
+}
+
 int
 main(void)
 {
@@ -378,8 +469,9 @@ main(void)
         LLVMFuzzerTestOneInput(copy, len);
         free(copy);
     }
+    fuzz_extl2();
     printf("fuzz_qcow2: %d inputs; %u opened read-only, %u writable\n",
-           ITERATIONS, opened_ro, opened_rw);
+           ITERATIONS + EXT_ITERATIONS, opened_ro, opened_rw);
     return 0;
 }
 

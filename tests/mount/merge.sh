@@ -359,10 +359,12 @@ jobs_json "after the merges (idle)" empty
 L=$D/load/live
 mkdir -p "$L" || bail "cannot create $L"
 truncate -s 192M "$L/data" || bail "cannot grow $L"
+# paced (rate_iops: at least 4 s of writes), so that merges end while fio
+# still writes however fast the writes are (subclusters made them faster)
 bg fio --name=mergeverify --filename="$L/data" --size=192M --rw=randwrite \
     --bs=4k --ioengine=libaio --direct=1 --iodepth=16 --numjobs=1 \
     --verify=crc32c --verify_fatal=1 --randseed=7331 --fallocate=none \
-    --verify_state_save=0 --output="$T/fio.out"
+    --rate_iops=12000 --verify_state_save=0 --output="$T/fio.out"
 FIO=$BG_PID
 rounds=0 live_merges=0 load_fail='' stale=''
 # merge_loaded NAME: rmdir NAME under load and wait for its merge to end;

@@ -17,6 +17,14 @@
  * qcow2 and its file: bytes the driver writes to the file (data, copy-on-
  * write fill and metadata, through a final flush) per byte the caller
  * wrote, for 4 KiB writes into 64 KiB clusters over a backing file.
+ *
+ * `bench_qcow2 extl2` runs only the comparison of layers with and without
+ * extended L2 entries (subclusters; VSTORFS_QCOW2_EXTL2 picks which kind
+ * a new layer gets): copy-on-write amplification of 4 KiB random and
+ * sequential writes into a fresh clone, the rate of 4 KiB random writes
+ * into fresh clones with one and two threads, and 4 KiB random reads of a
+ * fully written single layer, of a fresh clone (every read goes to the
+ * base) and of the clone after the random writes (mixed).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -327,17 +335,126 @@ bench_amplification(const char *name, bool random, int writes)
     vs_bdev_flush(top);
     dt = now() - t0;
     printf("copy-on-write amplification, %s 4 KiB writes (64 KiB clusters, "
-           "over a backing): %.2f bytes to the file per byte written "
+           "over a backing%s): %.2f bytes to the file per byte written "
            "(%.0f ops/s incl. flush)\n",
            random ? "random" : "sequential",
+           getenv("VSTORFS_QCOW2_EXTL2") == NULL ? ""
+           : strcmp(getenv("VSTORFS_QCOW2_EXTL2"), "0") == 0
+               ? ", no subclusters"
+               : ", subclusters",
            (double)counted / ((double)writes * 4096), writes / dt);
     vs_bdev_close(top);
 }
 
+/* Median of three runs of READS/4 random 4 KiB reads of BS. */
+static double
+read_rate(struct vs_bdev *bs)
+{
+    double r[3], t;
+
+    measure(bs, READS / 8, false, 1); /* warm up */
+    for (int i = 0; i < 3; i++)
+        r[i] = measure(bs, READS / 4, false, 1);
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 2 - i; j++) {
+            if (r[j] > r[j + 1]) {
+                t = r[j];
+                r[j] = r[j + 1];
+                r[j + 1] = t;
+            }
+        }
+    }
+    return r[1];
+}
+
+/* Reads of layers of kind MODE (VSTORFS_QCOW2_EXTL2): a full single
+ * layer, a fresh clone, and the clone written by bench_amplification. */
+static void
+bench_extl2_reads(const char *mode, int round)
+{
+    char full[32], clone[32], amp[32];
+    struct vs_bdev *bs;
+    double r_full, r_clone, r_amp;
+
+    snprintf(full, sizeof(full), "full-%s-%d", mode, round);
+    snprintf(clone, sizeof(clone), "clone-%s-%d", mode, round);
+    snprintf(amp, sizeof(amp), "amp-rand-%s", mode);
+    setenv("VSTORFS_QCOW2_EXTL2", strcmp(mode, "0") == 0 ? "0" : "all", 1);
+    create_layer(full, NULL);
+    bs = open_layer(full, 0, NULL, false);
+    for (uint64_t c = 0; c < SIZE / CS; c++) {
+        static uint8_t buf[CS];
+
+        memset(buf, (int)c, sizeof(buf));
+        if (vs_bdev_pwrite(bs, buf, CS, c * CS) != CS)
+            die("fill", -EIO);
+    }
+    r_full = read_rate(bs);
+    vs_bdev_close(bs);
+    setenv("VSTORFS_QCOW2_EXTL2", mode, 1);
+    create_layer(clone, "one00");
+    bs = open_layer(clone, 0, open_layer("one00", VS_OPEN_RDONLY, NULL, false),
+                    false);
+    r_clone = read_rate(bs);
+    vs_bdev_close(bs);
+    bs = open_layer(amp, 0, open_layer("one00", VS_OPEN_RDONLY, NULL, false),
+                    false);
+    r_amp = read_rate(bs);
+    vs_bdev_close(bs);
+    printf("4 KiB random read, 1 thread, %s: single full layer %.0f ops/s, "
+           "fresh clone %.0f ops/s, clone after the random writes %.0f "
+           "ops/s\n",
+           strcmp(mode, "0") == 0 ? "no subclusters" : "subclusters", r_full,
+           r_clone, r_amp);
+}
+
+static void
+bench_extl2(void)
+{
+    static const char *const modes[] = {"0", "1"};
+    char name[32];
+
+    build_chain("one", 1);
+    for (int m = 0; m < 2; m++) {
+        setenv("VSTORFS_QCOW2_EXTL2", modes[m], 1);
+        snprintf(name, sizeof(name), "amp-rand-%s", modes[m]);
+        bench_amplification(name, true, 2000);
+        snprintf(name, sizeof(name), "amp-seq-%s", modes[m]);
+        bench_amplification(name, false, 16 * 2000);
+    }
+    /* random 4 KiB writes into fresh clones, with one thread and with
+     * two: first touches (classic: a cluster copy, subclusters: a bitmap
+     * update; both under the exclusive lock) */
+    for (int m = 0; m < 2; m++) {
+        double rate[2];
+
+        setenv("VSTORFS_QCOW2_EXTL2", modes[m], 1);
+        for (int t = 0; t < 2; t++) {
+            struct vs_bdev *top;
+
+            snprintf(name, sizeof(name), "mt-%s-%d", modes[m], t);
+            create_layer(name, "one00");
+            top = open_layer(name, 0,
+                             open_layer("one00", VS_OPEN_RDONLY, NULL, false),
+                             false);
+            rate[t] = measure(top, WRITES / 5, true, t + 1);
+            vs_bdev_close(top);
+        }
+        printf("4 KiB random write into a fresh clone, %s: %.0f ops/s with "
+               "1 thread, %.0f ops/s with %d threads\n",
+               m ? "subclusters" : "no subclusters", rate[0], rate[1], THREADS);
+    }
+    /* alternating, twice each, to see the noise */
+    for (int m = 0; m < 4; m++)
+        bench_extl2_reads(modes[m % 2], m);
+    unsetenv("VSTORFS_QCOW2_EXTL2");
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
     char loc[128];
+    bool only_extl2 = argc > 1 && strcmp(argv[1], "extl2") == 0;
 
     snprintf(base, sizeof(base), "%s/vstorfs-bench-qcow2.XXXXXX",
              access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/var/tmp");
@@ -348,6 +465,12 @@ main(void)
     snprintf(loc, sizeof(loc), "dir:%s/store", base);
     if (vs_store_open(loc, true, &st) < 0)
         die(loc, -EIO);
+    if (only_extl2) {
+        bench_extl2();
+        vs_store_close(st);
+        nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return 0;
+    }
     build_chain("one", 1);
     build_chain("deep", DEPTH);
     bench_reads();

@@ -22,6 +22,9 @@
  * virtual size and write past the old end (a second L2 table); all on one
  * image, each ending in a flush.  (e) a qcow2 overlay on its own disk over
  * a qcow2 base on another, with partial-cluster writes (copy-on-write).
+ * (h) the same with extended L2 entries (subclusters): partial and whole
+ * subclusters, zero and discarded subclusters, writes into clusters
+ * already allocated (new subclusters of the same host cluster).
  * (f) an image qemu-img made with 512-byte clusters, so that a few
  * hundred kilobytes of writes need new refcount blocks and a grow
  * relocates the L1 table: the metadata orderings that 64 KiB clusters
@@ -861,54 +864,102 @@ make_base(uint8_t *data)
     return d;
 }
 
-/* (e) a qcow2 overlay over a qcow2 base, each on its own disk. */
-static void
-test_overlay(void)
+/* Open a fresh base (see make_base) read-only as *BACK; its disk, or NULL
+ * after a failed check. */
+static struct crashsim_disk *
+open_base(struct seq *s, struct vs_bdev **back)
 {
-    struct crashsim_disk *bdisk;
-    struct vs_bdev *bfile = NULL, *back = NULL;
-    struct seq s;
-    size_t k0, k1;
-    bool good;
-    int r;
+    struct crashsim_disk *bdisk = make_base(s->cur.win[0]);
+    struct vs_bdev *bfile = NULL;
+    int r = bdisk != NULL ? crashsim_open(bdisk, "base", VS_OPEN_RDONLY, &bfile)
+                          : -EIO;
 
-    if (!seq_init(&s, "overlay", "overlay", NULL, 0) ||
-        !seq_window(&s, 0, A_SIZE)) {
-        check(false, NULL, "set up sequence e");
-        seq_free(&s);
-        return;
-    }
-    bdisk = make_base(s.cur.win[0]);
-    r = bdisk != NULL ? crashsim_open(bdisk, "base", VS_OPEN_RDONLY, &bfile)
-                      : -EIO;
     if (r == 0)
-        r = vs_format_open("qcow2", bfile, NULL, VS_OPEN_RDONLY, &back);
+        r = vs_format_open("qcow2", bfile, NULL, VS_OPEN_RDONLY, back);
     if (r < 0) {
         vs_bdev_close(bfile);
         check(false, NULL, "open the base layer read-only: %s", strerror(-r));
         crashsim_disk_free(bdisk);
+        return NULL;
+    }
+    return bdisk;
+}
+
+/* The operations of (e), on an overlay without subclusters. */
+static bool
+ops_classic(struct seq *s)
+{
+    return op_write(s, 4096, 4096, 21) &&
+           op_write(s, 2 * CS + 60000, 100, 22) &&
+           op_write(s, 4 * CS - 5000, 10000, 23) &&
+           op_write(s, 10 * CS + 7, 2000, 24) && op_flush(s) &&
+           op_write(s, 8192, 4096, 25) && op_zero(s, 6 * CS, CS, true, 0) &&
+           op_zero(s, 7 * CS + 100, 300, false, 0) &&
+           op_write(s, 5 * CS + 1, CS - 2, 26) && op_flush(s);
+}
+
+#define SCS (CS / 32)
+
+/* The operations of (h), on an overlay with subclusters: partial and
+ * whole subclusters, a second write into an allocated cluster (its own
+ * host cluster, new subclusters), zero and discarded subclusters, a write
+ * into a zero subcluster, a discarded cluster. */
+static bool
+ops_subclusters(struct seq *s)
+{
+    return op_write(s, 4096, 4096, 31) &&
+           op_write(s, 2 * CS + 60000, 100, 32) &&
+           op_write(s, 4 * CS - 5000, 10000, 33) &&
+           op_write(s, 10 * CS + 7, 2000, 34) && op_flush(s) &&
+           op_write(s, 8 * SCS + 3, 5000, 35) &&
+           op_write(s, 4096 + 100, 50, 36) &&
+           op_zero(s, 6 * CS + 4 * SCS, 4 * SCS, false, 0) &&
+           op_zero(s, 4096, 2 * SCS, true, 0) &&
+           op_zero(s, 7 * CS + 100, 300, false, 0) && op_flush(s) &&
+           op_write(s, 6 * CS + 5 * SCS + 7, 100, 37) &&
+           op_zero(s, 10 * CS, CS, true, 0) &&
+           op_write(s, 2 * CS + 70, 3 * SCS, 38) && op_flush(s);
+}
+
+/* (e) and (h): a qcow2 overlay over a qcow2 base, each on its own disk;
+ * with subclusters (extended L2 entries) when EXTL2. */
+static void
+test_overlay(bool extl2)
+{
+    const char *title =
+        extl2 ? "h (overlay with subclusters)" : "e (overlay, copy-on-write)";
+    struct crashsim_disk *bdisk;
+    struct vs_bdev *back = NULL;
+    struct seq s;
+    size_t k0, k1;
+    bool good;
+
+    if (!seq_init(&s, extl2 ? "overlay-sc" : "overlay", "overlay", NULL, 0) ||
+        !seq_window(&s, 0, A_SIZE)) {
+        check(false, NULL, "set up %s", title);
+        seq_free(&s);
+        return;
+    }
+    bdisk = open_base(&s, &back);
+    if (bdisk == NULL) {
         seq_free(&s);
         return;
     }
     s.backing_obj = BASE_OBJ;
     k0 = flushes(&s);
+    setenv("VSTORFS_QCOW2_EXTL2", extl2 ? "1" : "0", 1);
     good = op_create(&s, A_SIZE, BASE_OBJ, back);
+    unsetenv("VSTORFS_QCOW2_EXTL2");
     if (s.bs == NULL)
         vs_bdev_close(back); /* not taken over by the overlay */
-    good = good && op_write(&s, 4096, 4096, 21) &&
-           op_write(&s, 2 * CS + 60000, 100, 22) &&
-           op_write(&s, 4 * CS - 5000, 10000, 23) &&
-           op_write(&s, 10 * CS + 7, 2000, 24) && op_flush(&s) &&
-           op_write(&s, 8192, 4096, 25) && op_zero(&s, 6 * CS, CS, true, 0) &&
-           op_zero(&s, 7 * CS + 100, 300, false, 0) &&
-           op_write(&s, 5 * CS + 1, CS - 2, 26) && op_flush(&s);
+    good = good && (extl2 ? ops_subclusters(&s) : ops_classic(&s));
     vs_bdev_close(s.bs); /* and the base, its backing */
     s.bs = NULL;
     k1 = flushes(&s);
-    check(good, NULL, "sequence e ran (%zu disk flushes, %zu events)", k1,
+    check(good, NULL, "%s ran (%zu disk flushes, %zu events)", title, k1,
           crashsim_events(s.disk));
     if (good)
-        judge_epochs(&s, "e (overlay, copy-on-write)", k0, k1);
+        judge_epochs(&s, title, k0, k1);
     seq_free(&s);
     crashsim_disk_free(bdisk);
 }
@@ -1082,7 +1133,8 @@ main(void)
     if (slow)
         tap_diag("sanitizer build or valgrind: at most 60 states per epoch");
     test_single();
-    test_overlay();
+    test_overlay(false);
+    test_overlay(true);
     test_small_clusters();
     test_table_growth();
     vs_store_close(st);

@@ -617,6 +617,34 @@ test_fua(void)
     vs_bdev_close(bs);
 }
 
+/* Snapshots leave written layers under the top, still open writable; a
+ * flush of the top must reach them even past a clean layer between (a
+ * snapshot taken while nothing was written). */
+static void
+test_flush_frozen(void)
+{
+    uint8_t buf[4096], back[4096];
+    struct vs_bdev *a, *b, *c, *check;
+
+    create_qcow2("fa", 4 * MiB, NULL, NULL);
+    create_qcow2("fb", 4 * MiB, "fa", "qcow2");
+    create_qcow2("fc", 4 * MiB, "fb", "qcow2");
+    a = open_fmt("qcow2", "fa", 0, NULL);
+    fill(buf, sizeof(buf), 77);
+    ok(a != NULL && vs_bdev_pwrite(a, buf, 4096, CS) == 4096,
+       "write into the bottom layer, no flush");
+    b = a != NULL ? open_fmt("qcow2", "fb", 0, a) : NULL;
+    c = b != NULL ? open_fmt("qcow2", "fc", 0, b) : NULL;
+    ok(c != NULL, "two layers over it, the middle one clean");
+    is_int(c ? vs_bdev_flush(c) : -1, 0, "flush the top");
+    check = open_fmt("qcow2", "fa", VS_OPEN_RDONLY, NULL);
+    ok(check != NULL && vs_bdev_pread(check, back, 4096, CS) == 4096 &&
+           memcmp(buf, back, 4096) == 0,
+       "the bottom layer's write is on storage, metadata and all");
+    vs_bdev_close(check);
+    vs_bdev_close(c);
+}
+
 /* ---- images made by qemu-img ---- */
 
 /* Make a raw source file of SIZE in the store, return its reference. */
@@ -729,6 +757,7 @@ main(void)
     test_chain_three();
     test_threads();
     test_fua();
+    test_flush_frozen();
     test_qemu_made("plain", "", false);
     test_qemu_made("zlib", "-o compression_type=zlib", true);
     test_qemu_made("default-compressed", "", true);

@@ -321,11 +321,50 @@ data_file_bit(uint8_t *img, size_t *len)
     put64(img + 72, 1ull << 2);
 }
 
+/* Extended L2 entries: the same image read with 16-byte entries, so the
+ * first data cluster's entry is followed by a bitmap (where the second
+ * entry was); each case breaks a rule of the bitmaps. */
 static void
-extended_l2_bit(uint8_t *img, size_t *len)
+extl2(uint8_t *img, uint64_t e, uint64_t bm)
+{
+    put64(img + 72, 1ull << 4);
+    put64(img + l2_offset(), e);
+    put64(img + l2_offset() + 8, bm);
+}
+
+static void
+extl2_alloc_and_zero(uint8_t *img, size_t *len)
 {
     (void)len;
-    put64(img + 72, 1ull << 4);
+    extl2(img, get64(img + l2_offset()), 1ull | 1ull << 32);
+}
+
+static void
+extl2_alloc_no_host(uint8_t *img, size_t *len)
+{
+    (void)len;
+    extl2(img, 0, 1ull << 5);
+}
+
+static void
+extl2_compressed_bitmap(uint8_t *img, size_t *len)
+{
+    (void)len;
+    extl2(img, 1ull << 62 | (get64(img + l2_offset()) & 0xffffffffffull), 1);
+}
+
+static void
+extl2_zero_flag(uint8_t *img, size_t *len)
+{
+    (void)len;
+    extl2(img, get64(img + l2_offset()) | 1, 0);
+}
+
+static void
+extl2_valid(uint8_t *img, size_t *len)
+{
+    (void)len;
+    extl2(img, get64(img + l2_offset()), 0xffffull | 0xffff0000ull << 32);
 }
 
 static void
@@ -442,7 +481,6 @@ test_header(void)
     expect("refcount order 7", refcount_order_7, 0, -EIO);
     expect("unknown incompatible feature", unknown_incompat, 0, -ENOTSUP);
     expect("external data file", data_file_bit, 0, -ENOTSUP);
-    expect("extended L2 entries", extended_l2_bit, 0, -ENOTSUP);
     expect("zstd compression", zstd, 0, -ENOTSUP);
     expect("compression type without its bit", compression_type_no_bit, 0,
            -EIO);
@@ -468,6 +506,14 @@ test_tables(void)
     expect("L2 entry unaligned", l2_entry_unaligned, VS_OPEN_RDONLY, -EIO);
     expect("L2 entry with reserved bits", l2_entry_reserved, VS_OPEN_RDONLY,
            -EIO);
+    expect("extended L2: valid bitmaps open", extl2_valid, VS_OPEN_RDONLY, 0);
+    expect("extended L2: allocated and zero", extl2_alloc_and_zero,
+           VS_OPEN_RDONLY, -EIO);
+    expect("extended L2: allocated, no host cluster", extl2_alloc_no_host,
+           VS_OPEN_RDONLY, -EIO);
+    expect("extended L2: compressed with a bitmap", extl2_compressed_bitmap,
+           VS_OPEN_RDONLY, -EIO);
+    expect("extended L2: the zero flag", extl2_zero_flag, VS_OPEN_RDONLY, -EIO);
     expect("L2 entry at offset 0", l2_entry_header, VS_OPEN_RDONLY, -EIO);
     expect("refcount table offset garbage", rt_garbage, 0, -EIO);
     expect("refcount table of 0 clusters", rt_zero_clusters, 0, -EIO);
