@@ -67,26 +67,31 @@ static atomic_bool jobs_stopping;
 /* ---- planning ---- */
 
 /* Bytes with data that LAYER owns in [0, size) and, when OTHER is given,
- * OTHER does not own. */
+ * OTHER does not own.  OTHER is asked about each of LAYER's runs piece by
+ * piece; asking LAYER again for each piece would make a raw layer scan its
+ * whole run each time (SEEK_HOLE walks a file's pages). */
 static int64_t
 owned_bytes(struct vs_bdev *layer, struct vs_bdev *other, uint64_t size)
 {
     int64_t sum = 0;
 
     for (uint64_t off = 0, n; off < size; off += n) {
-        int st = vs_bdev_block_status(layer, off, size - off, &n), ost = 0;
+        int st = vs_bdev_block_status(layer, off, size - off, &n);
         if (st < 0 || n == 0)
             return st < 0 ? st : -EIO;
-        if ((st & VS_BS_ALLOCATED) && (st & VS_BS_DATA) && other) {
-            uint64_t on;
-            ost = vs_bdev_block_status(other, off, n, &on);
-            if (ost < 0)
-                return ost;
-            n = on;
-        }
-        if ((st & VS_BS_ALLOCATED) && (st & VS_BS_DATA) &&
-            !(ost & VS_BS_ALLOCATED))
+        if (!(st & VS_BS_ALLOCATED) || !(st & VS_BS_DATA))
+            continue;
+        if (!other) {
             sum += (int64_t)n;
+            continue;
+        }
+        for (uint64_t o = off, on; o < off + n; o += on) {
+            int ost = vs_bdev_block_status(other, o, off + n - o, &on);
+            if (ost < 0 || on == 0)
+                return ost < 0 ? ost : -EIO;
+            if (!(ost & VS_BS_ALLOCATED))
+                sum += (int64_t)on;
+        }
     }
     return sum;
 }
@@ -142,36 +147,47 @@ vs_merge_any_running(void)
 
 /* ---- copying ---- */
 
-/* Copy [off, off+len) of layer SRC into DST where SRC owns it (and, unless
- * OVER, only where DST does not own it yet).  SRC reads through its
- * chain, but its status is its own layer's. */
+/* Copy [off, off+len) of SRC, whose status there is ST, into DST. */
+static int
+copy_piece(struct vs_bdev *src, struct vs_bdev *dst, int st, bool zeros_matter,
+           uint64_t off, uint64_t len, void *buf)
+{
+    ssize_t got;
+
+    if (st & VS_BS_ZERO)
+        return zeros_matter ? vs_bdev_write_zeroes(dst, off, len, 0) : 0;
+    got = vs_bdev_pread(src, buf, len, off);
+    if (got >= 0)
+        got = vs_bdev_pwrite(dst, buf, (size_t)got, off);
+    return got < 0 ? (int)got : 0;
+}
+
+/* Copy [off, off+len) (at most a chunk) of layer SRC into DST where SRC
+ * owns it (and, unless OVER, only where DST does not own it yet, asked
+ * piece by piece within each of SRC's runs, as in owned_bytes).  SRC reads
+ * through its chain, but its status is its own layer's. */
 static int
 copy_range(struct vs_bdev *src, struct vs_bdev *dst, bool over,
            bool zeros_matter, uint64_t off, uint64_t len, void *buf)
 {
     for (uint64_t n; len > 0; off += n, len -= n) {
-        int st = vs_bdev_block_status(src, off, len, &n), dst_st = 0;
+        int st = vs_bdev_block_status(src, off, len, &n), r = 0;
         if (st < 0 || n == 0)
             return st < 0 ? st : -EIO;
-        if (!over && (st & VS_BS_ALLOCATED)) {
-            dst_st = vs_bdev_block_status(dst, off, n, &n);
-            if (dst_st < 0)
+        if (!(st & VS_BS_ALLOCATED))
+            continue;
+        for (uint64_t o = off, on; r == 0 && o < off + n; o += on) {
+            int dst_st = 0;
+            on = off + n - o;
+            if (!over && (dst_st = vs_bdev_block_status(dst, o, on, &on)) < 0)
                 return dst_st;
+            if (on == 0)
+                return -EIO;
+            if (!(dst_st & VS_BS_ALLOCATED))
+                r = copy_piece(src, dst, st, zeros_matter, o, on, buf);
         }
-        if (!(st & VS_BS_ALLOCATED) || (dst_st & VS_BS_ALLOCATED))
-            continue;
-        if (st & VS_BS_ZERO) {
-            int r = zeros_matter ? vs_bdev_write_zeroes(dst, off, n, 0) : 0;
-            if (r < 0)
-                return r;
-            continue;
-        }
-        ssize_t got = vs_bdev_pread(src, buf, n, off);
-        if (got < 0)
-            return (int)got;
-        got = vs_bdev_pwrite(dst, buf, (size_t)got, off);
-        if (got < 0)
-            return (int)got;
+        if (r < 0)
+            return r;
     }
     return 0;
 }
