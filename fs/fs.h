@@ -6,6 +6,9 @@
  *              mirrored in the catalog and the domains' metadata
  *   rescan.c   rebuilding the catalog from the domains' metadata
  *   volume.c   a volume's open block device, its size and its openers
+ *   chain.c    backing links (thin clones) and snapshots
+ *   merge*.c   removing a layer by a background merge (merge_job.h)
+ *   map.c      a volume's `map` file
  *   ops.c      FUSE namespace requests (lookup, mkdir, rename ...)
  *   io.c       FUSE data requests (read, write, fsync, fallocate, lseek)
  *   xattr.c    user.vstor.* attributes
@@ -83,7 +86,7 @@ struct vs_volume {
     int writers;    /* of which opened for writing */
     char *label;    /* "domain/image/volume" for log lines */
     /* While a merge copies this volume's own layer down into its backing
-     * (merge.c): one bit per VS_MERGE_CHUNK of [0, dirty_chunks chunks)
+     * (merge_copy.c): one bit per VS_MERGE_CHUNK of [0, dirty_chunks chunks)
      * that a write changed since the merge last copied it; NULL otherwise.
      * Set and cleared with io_lock held exclusively; writers mark it with
      * io_lock held shared, after their write completed. */
