@@ -316,6 +316,9 @@ do_io(const char *image, const char *name, enum io_kind kind, uint64_t off,
 
 static struct model *cur;
 
+static void op_begin(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
 static void
 op_begin(const char *fmt, ...)
 {
@@ -525,6 +528,9 @@ struct stats {
 
 static struct stats stats;
 static int diags;
+
+static void fail(const char *state, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 fail(const char *state, const char *fmt, ...)
