@@ -66,30 +66,15 @@ log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
            (unsigned long long)off, len, strerror(err));
 }
 
+/* Refuse the open of NODE's data with ERR, logging WHY. */
 static int
-refuse_readonly(struct vs_node *node)
+refuse_open(struct vs_node *node, int err, const char *why)
 {
     char path[3 * VS_NAME_MAX + 8];
 
-    vs_log(LOG_NOTICE,
-           "refused open for writing '%s/data': other volumes are "
-           "based on it, so it is read-only (EROFS)",
-           vs_node_path(node, path, sizeof(path)));
-    return -EROFS;
-}
-
-/* A layer being merged away downwards: its object is taking its child's
- * bytes, so it no longer reads what it did. */
-static int
-refuse_merging(struct vs_node *node)
-{
-    char path[3 * VS_NAME_MAX + 8];
-
-    vs_log(LOG_NOTICE,
-           "refused open of '%s/data': it is being merged away and its "
-           "object given to its child (EBUSY)",
-           vs_node_path(node, path, sizeof(path)));
-    return -EBUSY;
+    vs_log(LOG_NOTICE, "refused open of '%s/data': %s (%s)",
+           vs_node_path(node, path, sizeof(path)), why, strerrorname_np(err));
+    return -err;
 }
 
 /* Resolve INO to its volume, its chain opened, under the namespace lock.
@@ -108,9 +93,15 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
     else if (VS_INO_PART(ino) != VS_PART_FILE)
         r = -EISDIR;
     else if (writable && node->layers_above > 0)
-        r = refuse_readonly(node);
+        r = refuse_open(node, EROFS,
+                        "for writing: other volumes are based on it, so it "
+                        "is read-only");
     else if (node->cat.flags & VS_RECF_MERGE_DOWN)
-        r = refuse_merging(node);
+        /* its object is taking its child's bytes: it no longer reads what
+         * it did */
+        r = refuse_open(node, EBUSY,
+                        "it is being merged away and its object given to "
+                        "its child");
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0) {

@@ -354,6 +354,14 @@ read_backing(struct qcow2 *s, struct piece *p)
     return 0;
 }
 
+/* Read P, which this layer maps as K (entry E), or from below it. */
+static int
+read_piece(struct qcow2 *s, enum qcow2_kind k, uint64_t e, struct piece *p)
+{
+    return k == QCOW2_UNALLOCATED ? read_backing(s, p)
+                                  : read_mapped(s, k, e, p, UINT64_MAX);
+}
+
 /* Bytes from OFF to the end of the run of this layer's own subclusters
  * (clusters, without subclusters) it starts, at most LEN; its kind into
  * *K and the entry of its first cluster into *E. */
@@ -403,10 +411,7 @@ qcow2_read_cluster(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm,
             n += MIN(unit, len - done - n);
         iov = (struct iovec){buf + done, n};
         p = (struct piece){&iov, 1, (g << s->cluster_bits) + at, n, 0};
-        if (k == QCOW2_UNALLOCATED)
-            r = read_backing(s, &p);
-        else
-            r = read_mapped(s, k, e, &p, UINT64_MAX);
+        r = read_piece(s, k, e, &p);
         if (r < 0)
             return r;
         done += n;
@@ -429,10 +434,7 @@ read_locked(struct qcow2 *s, const struct iovec *iov, int iovcnt,
         int r;
 
         p.cnt = qcow2_iov_slice(iov, iovcnt, done, n, scratch);
-        if (k == QCOW2_UNALLOCATED)
-            r = read_backing(s, &p);
-        else
-            r = read_mapped(s, k, e, &p, UINT64_MAX);
+        r = read_piece(s, k, e, &p);
         if (r < 0)
             return r;
         done += n;
