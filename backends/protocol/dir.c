@@ -541,6 +541,7 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     }
     o->fd = fd;
     o->dfd = -1;
+    pthread_mutex_init(&o->run_lock, NULL);
     if ((bs->open_flags & VS_OPEN_DIRECT) && ds->caps.direct)
         dir_open_direct(ds, name, acc, o);
     dir_dio_align(o);

@@ -6,6 +6,7 @@
 #ifndef VS_DIR_H
 #define VS_DIR_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "vs/driver.h"
@@ -25,6 +26,13 @@ struct dir_object {
     int dfd;            /* O_DIRECT, or -1 when not asked or refused */
     uint32_t mem_align; /* buffer alignment for dfd (power of two) */
     uint32_t off_align; /* offset and length alignment for dfd */
+    /* The last data run SEEK_HOLE found, [run_start, run_end): on tmpfs
+     * SEEK_HOLE walks every page of the run, so block status asked chunk
+     * by chunk over a big file would walk it again and again.  Writes only
+     * grow runs; punches, zeroed ranges and size changes drop it (and bump
+     * run_gen, so a search that raced with them is not kept). */
+    pthread_mutex_t run_lock;
+    uint64_t run_start, run_end, run_gen;
 };
 
 /* Block I/O callbacks of an open object (dir_io.c); see <vs/driver.h>. */

@@ -376,6 +376,7 @@ dir_close(struct vs_bdev *bs)
     if (o->dfd >= 0)
         close(o->dfd);
     close(o->fd);
+    pthread_mutex_destroy(&o->run_lock);
     free(o);
     bs->opaque = NULL;
 }
@@ -400,11 +401,22 @@ dir_get_allocated(struct vs_bdev *bs)
     return (int64_t)sb.st_blocks * 512;
 }
 
+/* Forget the cached data run: the file lost data somewhere. */
+static void
+drop_run(struct dir_object *o)
+{
+    pthread_mutex_lock(&o->run_lock);
+    o->run_start = o->run_end = 0;
+    o->run_gen++;
+    pthread_mutex_unlock(&o->run_lock);
+}
+
 int
 dir_truncate(struct vs_bdev *bs, uint64_t size)
 {
     if (size > INT64_MAX)
         return -EFBIG;
+    drop_run(obj(bs));
     return ftruncate(obj(bs)->fd, (off_t)size) < 0 ? -errno : 0;
 }
 
@@ -422,6 +434,8 @@ dir_fallocate(struct vs_bdev *bs, int mode, uint64_t offset, uint64_t length)
 
     if (r < 0)
         return r;
+    if (mode != 0)
+        drop_run(obj(bs));
     if (fallocate(obj(bs)->fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)offset,
                   (off_t)length) == 0)
         return 0;
@@ -466,11 +480,22 @@ int
 dir_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                  uint64_t *pnum)
 {
-    int fd = obj(bs)->fd;
+    struct dir_object *o = obj(bs);
+    int fd = o->fd;
     int64_t data, hole;
+    uint64_t gen;
+    bool cached;
 
     *pnum = length;
     if (!bs->caps.alloc_status || offset > INT64_MAX)
+        return VS_BS_ALLOCATED | VS_BS_DATA;
+    pthread_mutex_lock(&o->run_lock);
+    cached = offset >= o->run_start && offset < o->run_end;
+    if (cached)
+        *pnum = MIN(o->run_end - offset, length);
+    gen = o->run_gen;
+    pthread_mutex_unlock(&o->run_lock);
+    if (cached)
         return VS_BS_ALLOCATED | VS_BS_DATA;
     data = seek_from(fd, offset, SEEK_DATA);
     if (data == -ENXIO)
@@ -484,8 +509,15 @@ dir_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     hole = seek_from(fd, offset, SEEK_HOLE);
     if (hole < 0 && hole != -ENXIO)
         return (int)hole;
-    if (hole > (int64_t)offset)
+    if (hole > (int64_t)offset) {
         *pnum = MIN((uint64_t)hole - offset, length);
+        pthread_mutex_lock(&o->run_lock);
+        if (o->run_gen == gen) {
+            o->run_start = offset;
+            o->run_end = (uint64_t)hole;
+        }
+        pthread_mutex_unlock(&o->run_lock);
+    }
     return VS_BS_ALLOCATED | VS_BS_DATA;
 }
 

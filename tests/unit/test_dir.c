@@ -214,6 +214,48 @@ test_clone(struct vs_store *st)
     vs_bdev_close(src);
 }
 
+/* Block status finds data runs and holes; a run it remembers (SEEK_HOLE
+ * is costly on tmpfs) is forgotten when a hole is punched into it. */
+static void
+test_block_status(struct vs_store *st)
+{
+    const uint64_t MiB = 1 << 20;
+    struct vs_bdev *bs;
+    uint64_t n;
+    void *buf = calloc(1, MiB);
+    int st0;
+
+    if (vs_object_create(st, "runs", 0) < 0 ||
+        vs_object_open(st, "runs", 0, "runs", &bs) < 0 || !buf) {
+        ok(false, "block status: object");
+        free(buf);
+        return;
+    }
+    memset(buf, 0xab, MiB);
+    vs_bdev_pwrite(bs, buf, MiB, 0);
+    vs_bdev_pwrite(bs, buf, MiB, 3 * MiB);
+    if (!bs->caps.alloc_status || !bs->caps.unmap) {
+        ok(true, "block status: # SKIP no SEEK_DATA or no punching here");
+    } else {
+        is_int(vs_bdev_block_status(bs, 0, 4 * MiB, &n),
+               VS_BS_ALLOCATED | VS_BS_DATA, "block status: data at 0");
+        is_int((long long)n, (long long)MiB, "block status: a 1 MiB run");
+        is_int(vs_bdev_block_status(bs, 4096, 4 * MiB, &n) & VS_BS_DATA,
+               VS_BS_DATA, "block status: inside the run (remembered)");
+        is_int((long long)n, (long long)(MiB - 4096),
+               "block status: to the run's end");
+        is_int(vs_bdev_block_status(bs, MiB, 4 * MiB, &n),
+               VS_BS_ALLOCATED | VS_BS_ZERO, "block status: the hole after");
+        is_int(vs_bdev_discard(bs, 256 * 1024, 256 * 1024), 0, "punch");
+        st0 = vs_bdev_block_status(bs, 300 * 1024, 4 * MiB, &n);
+        is_int(st0, VS_BS_ALLOCATED | VS_BS_ZERO,
+               "block status: a hole punched into the remembered run");
+    }
+    vs_bdev_close(bs);
+    vs_object_remove(st, "runs");
+    free(buf);
+}
+
 static void
 test_store_lifecycle(void)
 {
@@ -235,6 +277,7 @@ test_store_lifecycle(void)
     test_bad_names(st);
     test_symlinks(st);
     test_clone(st);
+    test_block_status(st);
     is_int(vs_store_destroy(st), -ENOTEMPTY, "destroy with vol1: ENOTEMPTY");
     is_int(vs_object_remove(st, "vol1"), 0, "the store is still usable");
     vs_store_close(st);
