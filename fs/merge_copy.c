@@ -204,6 +204,10 @@ merge_copy_all(struct vs_job *job, struct vs_bdev *vdst)
             if (left <= DIRTY_LEFT)
                 break;
         }
+        /* make the bulk durable now, not with the guest's I/O held off:
+         * the flush under the lock then only writes the last chunks */
+        if (r == 0)
+            r = vs_bdev_flush(vdst);
         free(buf);
         return r; /* the rest under the lock, in finish_down */
     }
