@@ -129,8 +129,8 @@ make_layer(struct vs_store *st, const char *name, const char *format,
     return r;
 }
 
-/* Point VOL at a new object of FORMAT over PARENT (NULL: an empty raw
- * base): new object, record, catalog, then the old object goes. */
+/* Point VOL at a new object of FORMAT over PARENT (NULL: an empty base):
+ * new object, record, catalog, then the old object goes. */
 static int
 relayer(struct vs_tree *tree, struct vs_node *vol, const char *format,
         struct vs_node *parent, uint64_t size)
@@ -197,6 +197,32 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
         return r;
     size = (int64_t)atomic_load(&parent->vol->size);
     return relayer(tree, vol, "qcow2", parent, (uint64_t)size);
+}
+
+int
+vs_chain_set_format(struct vs_tree *tree, struct vs_node *vol,
+                    const char *format)
+{
+    struct vs_bdev *bs;
+    int r;
+
+    if (strcmp(format, "raw") != 0 && strcmp(format, "qcow2") != 0)
+        return -EINVAL;
+    if (vol->cat.backing_id)
+        return -EINVAL; /* a layer over a parent is always qcow2 */
+    if (strcmp(vol->cat.format, format) == 0)
+        return 0;
+    if (vs_merge_busy(vol->cat.id))
+        return -EBUSY;
+    r = vs_node_bdev(tree, vol, &bs);
+    if (r < 0)
+        return r;
+    /* size 0 holds no data (an empty qcow2 image still has its tables) */
+    if (atomic_load(&vol->vol->size) > 0 || vol->layers_above > 0)
+        return -ENOTEMPTY;
+    if (open_count(vol->vol, NULL) > 0)
+        return -EBUSY;
+    return relayer(tree, vol, format, NULL, 0);
 }
 
 /* Does the top layer of BS own any byte (data or zeros)? */

@@ -220,6 +220,11 @@ int vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
                          struct vs_node *parent);
 /* Remove VOL's backing: ENOTEMPTY if VOL has data of its own. */
 int vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol);
+/* Lay an empty base volume out again as FORMAT ("raw" or "qcow2"):
+ * EINVAL (another format, or VOL has a backing: a layer is qcow2),
+ * ENOTEMPTY (it has data or layers above), EBUSY (open, or merging). */
+int vs_chain_set_format(struct vs_tree *tree, struct vs_node *vol,
+                        const char *format);
 /* Freeze VOL's contents as a new read-only volume NAME beside it and put an
  * empty layer on top for VOL, atomically with respect to its I/O: EINVAL
  * (bad name, or VOL is itself a frozen layer), EEXIST (name taken). */

@@ -380,6 +380,32 @@ do_snapshot(fuse_ino_t ino, const char *value, size_t size)
     return r;
 }
 
+/* user.vstor.format on an empty base volume: raw or qcow2. */
+static int
+do_format(fuse_ino_t ino, const char *value, size_t size)
+{
+    char format[8];
+    struct vs_node *node;
+    int r;
+
+    if (size > 0 && value[size - 1] == '\n')
+        size--;
+    if (size == 0 || size >= sizeof(format) || memchr(value, '\0', size))
+        return -EINVAL;
+    memcpy(format, value, size);
+    format[size] = '\0';
+    vs_tree_wrlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    r = !node ? -ENOENT
+        : node->cat.kind != VS_NODE_VOLUME
+            ? -EPERM
+            : vs_chain_set_format(vs_fs.tree, node, format);
+    if (r == 0)
+        vs_log(LOG_NOTICE, "volume '%s': format %s", node->vol->label, format);
+    vs_tree_unlock(vs_fs.tree);
+    return r;
+}
+
 /* Run a writable attribute; returns 0 or -errno and WHY for the log. */
 static int
 set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
@@ -395,6 +421,11 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
     if (strcmp(name, VS_XATTR_SNAPSHOT) == 0) {
         *why = "only a live volume is snapshotted, to a free valid name";
         return do_snapshot(ino, value, size);
+    }
+    if (strcmp(name, VS_XATTR_FORMAT) == 0) {
+        *why = "only an empty base volume nobody has open changes format, "
+               "to raw or qcow2";
+        return do_format(ino, value, size);
     }
     *why = "only a volume shrinks; the value is a byte count no larger than "
            "its size, and nobody may have it open";
@@ -424,10 +455,11 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
     r = !x.node ? -ENOENT : 0;
     if (r == 0 && strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)))
         r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
-    else if (r == 0 && find_row(&x, name))
+    else if (r == 0 && find_row(&x, name) && strcmp(name, VS_XATTR_FORMAT))
         r = -EPERM, why = "the attribute is read-only";
     else if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
-             strcmp(name, VS_XATTR_SHRINK) && strcmp(name, VS_XATTR_SNAPSHOT))
+             strcmp(name, VS_XATTR_SHRINK) && strcmp(name, VS_XATTR_SNAPSHOT) &&
+             strcmp(name, VS_XATTR_FORMAT))
         r = -ENODATA, why = "no such attribute";
     if (r < 0 && r != -ENOENT)
         log_refusal("setxattr", name, &x, why, -r);

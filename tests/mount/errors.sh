@@ -113,9 +113,12 @@ done
 refused ENODATA getxattr "$V" trusted.other
 
 # setxattr/removexattr of a read-only user.vstor.* name: EPERM.
-for n in uuid kind size allocated format backend object created caps; do
+for n in uuid kind size allocated backend object created caps; do
     refused EPERM setxattr "$V" "user.vstor.$n" x
 done
+# user.vstor.format is writable on an empty base volume (format.sh)
+refused EINVAL setxattr "$V" user.vstor.format x
+refused EPERM setxattr "$D" user.vstor.format qcow2
 refused EPERM setxattr "$V/data" user.vstor.size 0
 refused EPERM setxattr "$D" user.vstor.uuid 00000000-0000-0000-0000-000000000000
 refused EPERM setxattr "$MNT" user.vstor.kind x
