@@ -32,6 +32,7 @@
 # 6. a tie (C's delta is exactly what V owns and C lacks) goes into the
 #    child, and so does a layer that a reader has open.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/layers.sh"
 requires fio qemu-img jq getfattr setfattr sqlite3 sync truncate
 
 M=$((1024 * 1024))
@@ -40,31 +41,10 @@ start_vstorfs
 
 D=$MNT/dom
 mkdir -p "$D/x/seed" || bail "cannot create the tree"
-BACKEND_DIR=$(getfattr --only-values -n user.vstor.backend "$D" | sed s/^dir://)
-[ -d "$BACKEND_DIR" ] || bail "no backend directory for $D ('$BACKEND_DIR')"
+domain_backend
 
 # ---------------------------------------------------------------------------
-# Helpers (those shared with merge.sh are kept in the same shape)
-
-layer_file() {
-    echo "$BACKEND_DIR/$(xget "$1" user.vstor.object)"
-}
-
-snap() {
-    setfattr -n user.vstor.snapshot -v "$2" "$1"
-}
-
-is_qcow2() {
-    [ "$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')" == 514649fb ]
-}
-
-# write_both VOLUME REF OFF_4K COUNT_4K: the same random bytes into the
-# volume's data and into its reference file.
-write_both() {
-    head -c $(($4 * 4096)) /dev/urandom >"$T/chunk"
-    dd if="$T/chunk" of="$1/data" bs=4096 seek="$3" conv=notrunc status=none &&
-        dd if="$T/chunk" of="$2" bs=4096 seek="$3" conv=notrunc status=none
-}
+# Helpers (layers.sh has those merge.sh uses too)
 
 # spread VOLUME REF FIRST STEP END: 1M of new random bytes at every STEP
 # MiB from FIRST to END (exclusive), in direct writes, into the volume and
@@ -91,40 +71,11 @@ fill() {
         dd if="$2" of="$1/data" bs=1M oflag=direct conv=fsync status=none
 }
 
-# dcmp FILE REF: FILE read with O_DIRECT equals REF.
-dcmp() {
-    cmp <(dd if="$1" bs=1M iflag=direct status=none) "$2"
-}
-
-entries() {
-    find "$1" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | LC_ALL=C sort
-}
-
-# job_of VOLUME: its user.vstor.job line (tabs as spaces), or the errno.
-job_of() {
-    local out
-    out=$(vsys getxattr "$1" user.vstor.job)
-    out=${out#OK }
-    printf '%s\n' "${out//$'\t'/ }"
-}
-
-# rmdir_watch LAYER CHILD: rmdir LAYER and, in the same process (a merge
-# of a small delta takes milliseconds), poll CHILD's user.vstor.job until
-# it shows the merge running; JOB_SEEN gets the last line seen (ENODATA:
-# none was seen).
-rmdir_watch() {
-    JOB_SEEN=$("$PY" -c 'import errno, os, sys, time
-os.rmdir(sys.argv[1])
-line = ""
-for _ in range(400):
-    try:
-        line = os.getxattr(sys.argv[2], "user.vstor.job").decode().strip()
-    except OSError as e:
-        line = errno.errorcode.get(e.errno, str(e.errno))
-    if line.endswith("running") or line == "ENODATA":
-        break
-    time.sleep(0.005)
-print(line.replace("\t", " "))' "$1" "$2")
+# new_vol IMAGE MIB: volume IMAGE/vol made under $D and filled with MIB of
+# the shared pattern; its reference is $T/IMAGE.vol.
+new_vol() {
+    mkdir -p "$D/$1/vol" || bail "cannot create $1/vol"
+    fill "$D/$1/vol" "$T/$1.vol" "$2" || bail "cannot fill $1/vol"
 }
 
 # gone_check DESC PATH SECONDS CHILD: PATH disappears (lookups and readdir).
@@ -141,52 +92,6 @@ gone_check() {
     not_ok "$1" "still there after $3 s; readdir lists: $(entries "$(dirname "$2")" | xargs)" \
         "job of the child: $(job_of "$4")" "log: $(tail -n 5 "$LOG" | xargs -d '\n')"
     return 1
-}
-
-check_layers() {
-    local f bad='' n=0 out
-    for f in "$D"/*/*/data; do
-        sync "$f" 2>/dev/null
-    done
-    for f in "$BACKEND_DIR"/*; do
-        [ "$(basename "$f")" == metadata ] && continue
-        is_qcow2 "$f" || continue
-        n=$((n + 1))
-        out=$(qemu-img check -f qcow2 "$f" 2>&1) ||
-            bad+="$(basename "$f"): $out"$'\n'
-    done
-    if [ -z "$bad" ]; then
-        ok "$1: qemu-img check is clean on all $n qcow2 files of the domain"
-    else
-        not_ok "$1: qemu-img check is clean on all $n qcow2 files of the domain" "$bad"
-    fi
-}
-
-check_orphans() {
-    local objs files v
-    objs=$(for v in "$D"/*/*; do
-        [ -d "$v" ] && xget "$v" user.vstor.object && echo
-    done | grep -v '^$' | LC_ALL=C sort)
-    files=$(find "$BACKEND_DIR" -mindepth 1 -maxdepth 1 -printf '%f\n' |
-        grep -vx metadata | LC_ALL=C sort)
-    if [ "$objs" == "$files" ]; then
-        ok "$1: no orphan files on the backend ($(wc -l <<<"$files") objects)"
-    else
-        not_ok "$1: no orphan files on the backend" \
-            "$(diff <(echo "$objs") <(echo "$files"))"
-    fi
-}
-
-# compare_backend WHAT VOLUME REF: qemu-img follows the volume's backend
-# chain itself and finds it equal to REF.
-compare_backend() {
-    local fmt out
-    fmt=$(xget "$2" user.vstor.format)
-    if out=$(qemu-img compare -f "$fmt" -F raw "$(layer_file "$2")" "$3" 2>&1); then
-        ok "$1: qemu-img compare: the backend chain of ${2#"$D"/} equals its reference"
-    else
-        not_ok "$1: qemu-img compare: the backend chain of ${2#"$D"/} equals its reference" "$out"
-    fi
 }
 
 # check_tree WHAT VOL=REF...: every VOL reads its REF.
@@ -238,6 +143,16 @@ goes_down() {
     fi
 }
 
+# merges_down WHAT LAYER CHILD: rmdir LAYER (IMAGE/NAME under $D) after a
+# log mark; its merge goes down (goes_down) and LAYER is gone within 30 s.
+merges_down() {
+    local name=${2##*/}
+    log_mark
+    check "$1: rmdir $name" rmdir_watch "$D/$2" "$3"
+    goes_down "$1" "$2"
+    gone_check "$1: $name is gone" "$D/$2" 30 "$3"
+}
+
 # readlink_errno LINK: the errno name readlink fails with, or OK.
 readlink_errno() {
     "$PY" -c 'import errno, os, sys
@@ -248,23 +163,11 @@ except OSError as e:
     print(errno.errorcode.get(e.errno, str(e.errno)))' "$1"
 }
 
-catalog_copy() {
-    rm -rf "$T/cat" && mkdir "$T/cat"
-    cp "$DATA"/catalog.db* "$T/cat/"
-}
-
-catalog_ok() {
-    catalog_copy
-    assert_eq ok "$(sqlite3 "$T/cat/catalog.db" 'PRAGMA integrity_check' 2>&1)" \
-        "$1: sqlite3 PRAGMA integrity_check on the catalog: ok"
-}
-
 # ---------------------------------------------------------------------------
 # 1. A raw base under a live volume with a small delta.
 
 R=$D/raw/vol
-mkdir -p "$R" || bail "cannot create raw/vol"
-fill "$R" "$T/raw.vol" 256 || bail "cannot fill raw/vol"
+new_vol raw 256
 check "raw: snapshot vol as s1" snap "$R" s1
 cp "$T/raw.vol" "$T/raw.s1"
 RAW_OBJ=$(xget "$D/raw/s1" user.vstor.object)
@@ -279,10 +182,7 @@ dd if=/dev/zero of="$T/raw.vol" bs=1M seek=8 count=1 conv=notrunc status=none &&
     dd if=/dev/zero of="$T/raw.vol" bs=256K seek=80 count=1 conv=notrunc status=none ||
     bail "cannot zero the reference"
 check_tree "raw, before" "raw/vol=$T/raw.vol"
-log_mark
-check "raw: rmdir s1" rmdir_watch "$D/raw/s1" "$R"
-goes_down raw raw/s1
-gone_check "raw: s1 is gone" "$D/raw/s1" 30 "$R"
+merges_down raw raw/s1 "$R"
 check_tree "raw" "raw/vol=$T/raw.vol"
 assert_eq "$RAW_OBJ" "$(xget "$R" user.vstor.object)" \
     "raw: vol's object is s1's old object"
@@ -300,8 +200,7 @@ diag "part 1 ended at ${SECONDS} s"
 # 2. A qcow2 chain: s0 (raw) <- s1 <- s2 <- s3 <- vol.
 
 Q=$D/q/vol
-mkdir -p "$Q" || bail "cannot create q/vol"
-fill "$Q" "$T/q.vol" 64 || bail "cannot fill q/vol"
+new_vol q 64
 check "qcow2: snapshot vol as s0" snap "$Q" s0
 cp "$T/q.vol" "$T/q.s0"
 spread "$Q" "$T/q.vol" 0 2 64 || bail "cannot write q/vol" # s1: 32M
@@ -324,10 +223,7 @@ S2_OBJ=$(xget "$D/q/s2" user.vstor.object)
 assert_eq qcow2 "$(xget "$D/q/s1" user.vstor.format)" "qcow2: s1 is qcow2"
 check_tree "qcow2, before" "q/s0=$T/q.s0" "q/s1=$T/q.s1" "q/s2=$T/q.s2" \
     "q/s3=$T/q.s3" "q/vol=$T/q.vol"
-log_mark
-check "qcow2: rmdir s1" rmdir_watch "$D/q/s1" "$D/q/s2"
-goes_down qcow2 q/s1
-gone_check "qcow2: s1 is gone" "$D/q/s1" 30 "$D/q/s2"
+merges_down qcow2 q/s1 "$D/q/s2"
 assert_eq "$S1_OBJ" "$(xget "$D/q/s2" user.vstor.object)" \
     "qcow2: s2's object is s1's old object"
 assert_eq qcow2 "$(xget "$D/q/s2" user.vstor.format)" "qcow2: s2 is qcow2"
@@ -357,8 +253,7 @@ diag "part 2 ended at ${SECONDS} s"
 # 3. fio writes into the live volume while its delta is copied down.
 
 F=$D/f/vol
-mkdir -p "$F" || bail "cannot create f/vol"
-fill "$F" "$T/f.vol" 256 || bail "cannot fill f/vol"
+new_vol f 256
 check "fio: snapshot vol as base" snap "$F" base
 spread "$F" "$T/f.vol" 2 5 240 || bail "cannot write f/vol" # 48M
 # fio writes 4k blocks at random into [0, 64M), at most 4000 a second (so
@@ -408,8 +303,7 @@ diag "part 3 ended at ${SECONDS} s"
 #    merge's).
 
 E=$D/e/vol
-mkdir -p "$E" || bail "cannot create e/vol"
-fill "$E" "$T/e.vol" 256 || bail "cannot fill e/vol"
+new_vol e 256
 check "EBUSY: snapshot vol as eb" snap "$E" eb
 cp "$T/e.vol" "$T/e.eb"
 # 127M: a bit less than half goes down
@@ -487,8 +381,7 @@ diag "part 4 ended at ${SECONDS} s"
 # 5. kill -9 in the middle of a down merge.
 
 K=$D/k/vol
-mkdir -p "$K" || bail "cannot create k/vol"
-fill "$K" "$T/k.vol" 256 || bail "cannot fill k/vol"
+new_vol k 256
 check "kill -9: snapshot vol as kb" snap "$K" kb
 KB_OBJ=$(xget "$D/k/kb" user.vstor.object)
 # 127M: a bit less than half goes down
@@ -519,9 +412,7 @@ check_tree "kill -9" "k/vol=$T/k.vol"
 assert_eq "$KB_OBJ" "$(xget "$K" user.vstor.object)" \
     "kill -9: vol's object is kb's old object"
 assert_eq ENOENT "$(readlink_errno "$K/backing")" "kill -9: vol has no backing any more"
-check_layers "kill -9"
-compare_backend "kill -9" "$K" "$T/k.vol"
-check_orphans "kill -9"
+check_backend "kill -9" "$K" "$T/k.vol"
 stop_vstorfs
 catalog_ok "kill -9, stopped"
 start_vstorfs
@@ -543,22 +434,16 @@ check_orphans "after a restart"
 # unflushed, under a layer never written (bdev.c flushes the first written
 # layer down the chain); its merge must see them.
 B=$D/b2b/vol
-mkdir -p "$B" || bail "cannot create b2b/vol"
-fill "$B" "$T/b2b.vol" 16 || bail "cannot fill b2b/vol"
+new_vol b2b 16
 check "back to back: snapshot vol as b0" snap "$B" b0
 write_both "$B" "$T/b2b.vol" 512 256 || bail "cannot write b2b/vol"
 check "back to back: snapshot vol as b1" snap "$B" b1
 check "back to back: snapshot vol as b2 at once" snap "$B" b2
 cp "$T/b2b.vol" "$T/b2b.b1"
 write_both "$B" "$T/b2b.vol" 1000 3 || bail "cannot write b2b/vol"
-log_mark
-check "back to back: rmdir b1" rmdir_watch "$D/b2b/b1" "$D/b2b/b2"
-goes_down "back to back" b2b/b1
-gone_check "back to back: b1 is gone" "$D/b2b/b1" 30 "$D/b2b/b2"
+merges_down "back to back" b2b/b1 "$D/b2b/b2"
 check_tree "back to back" "b2b/b2=$T/b2b.b1" "b2b/vol=$T/b2b.vol"
-check_layers "back to back"
-compare_backend "back to back" "$B" "$T/b2b.vol"
-check_orphans "back to back"
+check_backend "back to back" "$B" "$T/b2b.vol"
 
 diag "part 5 ended at ${SECONDS} s"
 
@@ -567,8 +452,7 @@ diag "part 5 ended at ${SECONDS} s"
 #    lacks.
 
 Z=$D/tie/vol
-mkdir -p "$Z" || bail "cannot create tie/vol"
-fill "$Z" "$T/tie.vol" 16 || bail "cannot fill tie/vol"
+new_vol tie 16
 check "tie: snapshot vol as t1" snap "$Z" t1
 spread "$Z" "$T/tie.vol" 4 1 12 || bail "cannot write tie/vol"
 log_mark
@@ -580,15 +464,12 @@ assert_eq "child $((8 * M))" "$(route_logged tie/t1)" \
 gone_check "tie: t1 is gone" "$D/tie/t1" 30 "$Z"
 check_tree tie "tie/vol=$T/tie.vol"
 assert_eq qcow2 "$(xget "$Z" user.vstor.format)" "tie: vol keeps its own qcow2 object"
-check_layers tie
-compare_backend tie "$Z" "$T/tie.vol"
-check_orphans tie
+check_backend tie "$Z" "$T/tie.vol"
 
 # A layer somebody has open never goes down (its object would change under
 # the reader), however small the child's delta.
 O=$D/open/vol
-mkdir -p "$O" || bail "cannot create open/vol"
-fill "$O" "$T/open.vol" 16 || bail "cannot fill open/vol"
+new_vol open 16
 check "open: snapshot vol as o1" snap "$O" o1
 write_both "$O" "$T/open.vol" 100 10 || bail "cannot write open/vol"
 hold_open "$D/open/o1/data" || bail "cannot hold open/o1 open"

@@ -18,6 +18,7 @@
 # by kill -9 and by an unmount, which resumes at the next start and ends
 # with the same bytes and a clean catalog.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/layers.sh"
 requires fio qemu-img jq getfattr setfattr sqlite3 sync
 
 M=$((1024 * 1024))
@@ -35,44 +36,13 @@ D=$MNT/dom
 I=$D/img
 V=$I/vol
 mkdir -p "$V" || bail "cannot create the tree"
-BACKEND_DIR=$(getfattr --only-values -n user.vstor.backend "$D" | sed s/^dir://)
-[ -d "$BACKEND_DIR" ] || bail "no backend directory for $D ('$BACKEND_DIR')"
+domain_backend
+# compare_backend names the volumes under img/ and REF "the reference"
+COMPARE_ROOT=$I
+COMPARE_REF="the reference"
 
 # ---------------------------------------------------------------------------
-# Helpers
-
-layer_file() {
-    echo "$BACKEND_DIR/$(xget "$1" user.vstor.object)"
-}
-
-snap() {
-    setfattr -n user.vstor.snapshot -v "$2" "$1"
-}
-
-is_qcow2() {
-    [ "$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')" == 514649fb ]
-}
-
-# write_both VOLUME REF OFF_4K COUNT_4K: the same random bytes into the
-# volume's data (4 KiB units, so most writes cover parts of clusters) and
-# into the reference file.
-write_both() {
-    head -c $(($4 * 4096)) /dev/urandom >"$T/chunk"
-    dd if="$T/chunk" of="$1/data" bs=4096 seek="$3" conv=notrunc status=none &&
-        dd if="$T/chunk" of="$2" bs=4096 seek="$3" conv=notrunc status=none
-}
-
-# entries DIR: the names readdir gives (the daemon answers it; lookups may
-# be answered from the kernel's cache), sorted, one a line.
-entries() {
-    find "$1" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | LC_ALL=C sort
-}
-
-# dcmp FILE REF: FILE read with O_DIRECT (not from the page cache, which
-# still holds what was written through the mount) equals REF.
-dcmp() {
-    cmp <(dd if="$1" bs=1M iflag=direct status=none) "$2"
-}
+# Helpers (and those of layers.sh)
 
 # wait_gone PATH SECONDS: poll with lookups (what a user does) until PATH
 # is gone.  Status 0: gone; 1: still there after SECONDS; 2: readdir (the
@@ -135,96 +105,12 @@ no_backing() {
     fi
 }
 
-# job_of VOLUME: its user.vstor.job line (tabs as spaces), or the errno.
-job_of() {
-    local out
-    out=$(vsys getxattr "$1" user.vstor.job)
-    out=${out#OK }
-    printf '%s\n' "${out//$'\t'/ }"
-}
-
-# rmdir_watch LAYER CHILD: rmdir LAYER and, in the same process (a merge
-# may take well under a second), poll CHILD's user.vstor.job until it shows
-# the merge running; JOB_SEEN gets the last line seen.
-rmdir_watch() {
-    JOB_SEEN=$("$PY" -c 'import errno, os, sys, time
-os.rmdir(sys.argv[1])
-line = ""
-for _ in range(2000):
-    try:
-        line = os.getxattr(sys.argv[2], "user.vstor.job").decode().strip()
-    except OSError as e:
-        line = errno.errorcode.get(e.errno, str(e.errno))
-    if line.endswith("running"):
-        break
-    time.sleep(0.005)
-print(line.replace("\t", " "))' "$1" "$2")
-}
-
-# check_layers WHAT: qemu-img check of every qcow2 file in the domain's
-# directory (raw bases have nothing to check).
-check_layers() {
-    local f bad='' n=0 out
-    for f in "$D"/*/*/data; do
-        sync "$f" 2>/dev/null # what the page cache holds reaches the layers
-    done
-    for f in "$BACKEND_DIR"/*; do
-        [ "$(basename "$f")" == metadata ] && continue
-        is_qcow2 "$f" || continue
-        n=$((n + 1))
-        out=$(qemu-img check -f qcow2 "$f" 2>&1) ||
-            bad+="$(basename "$f"): $out"$'\n'
-    done
-    if [ -z "$bad" ]; then
-        ok "$1: qemu-img check is clean on all $n qcow2 files of the domain"
-    else
-        not_ok "$1: qemu-img check is clean on all $n qcow2 files of the domain" "$bad"
-    fi
-}
-
-# check_orphans WHAT: every file in the domain's directory is `metadata`
-# or the object of a volume of the domain.
-check_orphans() {
-    local objs files v
-    objs=$(for v in "$D"/*/*; do
-        [ -d "$v" ] && xget "$v" user.vstor.object && echo
-    done | grep -v '^$' | LC_ALL=C sort)
-    files=$(find "$BACKEND_DIR" -mindepth 1 -maxdepth 1 -printf '%f\n' |
-        grep -vx metadata | LC_ALL=C sort)
-    if [ "$objs" == "$files" ]; then
-        ok "$1: no orphan files on the backend ($(wc -l <<<"$files") objects)"
-    else
-        not_ok "$1: no orphan files on the backend" \
-            "$(diff <(echo "$objs") <(echo "$files"))"
-    fi
-}
-
-# compare_backend WHAT VOLUME REF: qemu-img follows the volume's backend
-# chain itself and finds it equal to REF.
-compare_backend() {
-    local fmt out
-    fmt=$(xget "$2" user.vstor.format)
-    if out=$(qemu-img compare -f "$fmt" -F raw "$(layer_file "$2")" "$3" 2>&1); then
-        ok "$1: qemu-img compare: the backend chain of ${2#"$I"/} equals the reference"
-    else
-        not_ok "$1: qemu-img compare: the backend chain of ${2#"$I"/} equals the reference" "$out"
-    fi
-}
-
 # map_depths VOLUME: the distinct depths in its map, ascending.
 map_depths() {
     "$PY" -c 'import json, sys
 m = json.load(sys.stdin)
 assert isinstance(m, list) and m
 print(" ".join(str(d) for d in sorted({e["depth"] for e in m})))' <"$1/map"
-}
-
-# catalog_ok WHAT: SQLite's integrity check on a copy (with its WAL).
-catalog_ok() {
-    rm -rf "$T/cat" && mkdir "$T/cat"
-    cp "$DATA"/catalog.db* "$T/cat/"
-    assert_eq ok "$(sqlite3 "$T/cat/catalog.db" 'PRAGMA integrity_check' 2>&1)" \
-        "$1: sqlite3 PRAGMA integrity_check on the catalog: ok"
 }
 
 # jobs_json WHAT EXPECT [OUTPUT]: `vstor jobs --json` parses as a JSON
@@ -298,9 +184,7 @@ write_both "$V" "$REF" 150 10 && write_both "$V" "$REF" 7000 100 &&
 
 check "cmp: vol reads the reference before any merge" dcmp "$V/data" "$REF"
 assert_eq "0 1 2 3 4 5" "$(map_depths "$V")" "vol/map is JSON with depths 0..5 (vol s5 s4 s3 s2 s1)"
-check_layers "before the merges"
-compare_backend "before the merges" "$V" "$REF"
-check_orphans "before the merges"
+check_backend "before the merges" "$V" "$REF"
 
 # merge_step LAYER CHILD NEW_PARENT DEPTHS DESCENDANTS...: rmdir LAYER and
 # check everything after its merge; DESCENDANTS are snapshots above it with
@@ -332,9 +216,7 @@ merge_step() {
         assert_eq $(($(wc -w <<<"$depths"))) "$(chain_len "$V")" \
             "$what: vstor info --backing-chain --json lists $(wc -w <<<"$depths") layers"
     fi
-    check_layers "$what"
-    compare_backend "$what" "$V" "$REF"
-    check_orphans "$what"
+    check_backend "$what" "$V" "$REF"
 }
 
 # The order covers a middle layer (s2, then s4), a base merged into a
@@ -605,9 +487,7 @@ interrupted() {
         return 1
     check "$what: cmp: k reads the reference" dcmp "$K/data" "$KREF"
     no_backing "$what: k has no backing any more" "$K"
-    check_layers "$what"
-    compare_backend "$what" "$K" "$KREF"
-    check_orphans "$what"
+    check_backend "$what" "$K" "$KREF"
 }
 
 interrupted "kill -9 mid-merge" kb2 kill9_vstorfs

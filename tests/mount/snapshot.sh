@@ -13,6 +13,7 @@
 # bytes, every fsynced write is in the live volume, every layer passes
 # `qemu-img check` and the catalog passes SQLite's integrity check.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/layers.sh"
 requires fio qemu-img qemu-io jq getfattr setfattr sqlite3 sync
 
 M=$((1024 * 1024))
@@ -25,16 +26,7 @@ I=$D/img
 V=$I/vol
 W=$I/pat
 mkdir -p "$V" "$W" || bail "cannot create the tree"
-BACKEND_DIR=$(getfattr --only-values -n user.vstor.backend "$D" | sed s/^dir://)
-[ -d "$BACKEND_DIR" ] || bail "no backend directory for $D ('$BACKEND_DIR')"
-
-layer_file() {
-    echo "$BACKEND_DIR/$(xget "$1" user.vstor.object)"
-}
-
-snap() {
-    setfattr -n user.vstor.snapshot -v "$2" "$1"
-}
+domain_backend
 
 # chain_of VOLUME: the names down the volume's backing links, top first.
 chain_of() {
@@ -79,15 +71,6 @@ check_chain_layers() {
         link=$(readlink "$v/backing" 2>/dev/null) || break
         v=$(cd "$v/$link" && pwd) || break
     done
-}
-
-# Check a copy (with its WAL): sqlite3 itself would recover the WAL on
-# close and hide the crash state from the daemon's next start.
-catalog_ok() {
-    rm -rf "$T/cat" && mkdir "$T/cat"
-    cp "$DATA"/catalog.db* "$T/cat/"
-    assert_eq ok "$(sqlite3 "$T/cat/catalog.db" 'PRAGMA integrity_check' 2>&1)" \
-        "$1: sqlite3 PRAGMA integrity_check on the catalog: ok"
 }
 
 # 1. Snapshots while fio writes and verifies through the volume.

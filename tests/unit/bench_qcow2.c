@@ -27,7 +27,6 @@
  * base) and of the clone after the random writes (mixed).
  */
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,7 @@
 #include <unistd.h>
 
 #include "vs/bdev.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -49,13 +49,6 @@
 
 static char base[64];
 static struct vs_store *st;
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static double
 now(void)
@@ -468,7 +461,7 @@ main(int argc, char **argv)
     if (only_extl2) {
         bench_extl2();
         vs_store_close(st);
-        nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tu_rm_tree(base);
         return 0;
     }
     build_chain("one", 1);
@@ -478,6 +471,6 @@ main(int argc, char **argv)
     bench_amplification("amp-seq", false, 16 * 2000);
     bench_writes();
     vs_store_close(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(base);
     return 0;
 }

@@ -16,8 +16,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +25,7 @@
 
 #include "vs/bdev.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -38,28 +37,11 @@ static struct vs_store *st;
 
 /* ---- helpers ---- */
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void
 fill(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)(seed + i * 7 + (i >> 9));
-}
-
-static bool
-is_zero(const uint8_t *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] != 0)
-            return false;
-    }
-    return true;
 }
 
 /* Create object NAME of SIZE and open it as a raw image. */
@@ -410,7 +392,7 @@ test_discard(struct vs_bdev *top)
     ok(after + (int64_t)MiB <= before, "discard frees space (%lld -> %lld)",
        (long long)before, (long long)after);
     vs_bdev_pread(top, buf, MiB, 8 * MiB);
-    ok(is_zero(buf, MiB), "discarded range reads zeros");
+    ok(tu_is_zero(buf, MiB), "discarded range reads zeros");
     if (top->caps.alloc_status)
         is_int(vs_bdev_block_status(top, 8 * MiB, MiB, &pnum),
                VS_BS_ALLOCATED | VS_BS_ZERO, "and is a hole");
@@ -428,7 +410,7 @@ test_write_zeroes(struct vs_bdev *top)
     is_int(vs_bdev_write_zeroes(top, 16 * MiB + 1000, 100000, 0), 0,
            "write_zeroes of an unaligned range");
     vs_bdev_pread(top, out, 256 * KiB, 16 * MiB);
-    ok(memcmp(in, out, 1000) == 0 && is_zero(out + 1000, 100000) &&
+    ok(memcmp(in, out, 1000) == 0 && tu_is_zero(out + 1000, 100000) &&
            memcmp(in + 101000, out + 101000, 256 * KiB - 101000) == 0,
        "zeros exactly there");
     vs_bdev_flush(top);
@@ -436,7 +418,7 @@ test_write_zeroes(struct vs_bdev *top)
     is_int(vs_bdev_write_zeroes(top, 16 * MiB, 256 * KiB, VS_IO_MAY_UNMAP), 0,
            "write_zeroes with MAY_UNMAP");
     vs_bdev_pread(top, out, 256 * KiB, 16 * MiB);
-    ok(is_zero(out, 256 * KiB), "the range reads zeros");
+    ok(tu_is_zero(out, 256 * KiB), "the range reads zeros");
     if (top->caps.unmap)
         ok(vs_bdev_allocated(top) < before, "and its space is freed");
     free(in);
@@ -454,7 +436,7 @@ test_truncate_allocate(struct vs_bdev *top)
     memset(buf, 0xee, sizeof(buf));
     is_int(vs_bdev_pread(top, buf, sizeof(buf), 70 * MiB), sizeof(buf),
            "read in the grown part");
-    ok(is_zero(buf, sizeof(buf)), "the grown part reads zeros");
+    ok(tu_is_zero(buf, sizeof(buf)), "the grown part reads zeros");
     before = vs_bdev_allocated(top);
     is_int(vs_bdev_allocate(top, 40 * MiB, MiB), 0, "allocate");
     /* ext4 may count a block of the range elsewhere (extent tree): ask
@@ -580,16 +562,12 @@ test_direct_iov(struct vs_bdev *top, uint8_t *mem)
     free(check);
 }
 
-struct direct_job {
-    struct vs_bdev *bs;
-    uint64_t off;
-    int failures;
-};
-
+/* Worker N bounces 64 KiB at (N + 8) MiB, 16 times. */
 static void *
 direct_worker(void *arg)
 {
-    struct direct_job *job = arg;
+    struct tu_worker *job = arg;
+    uint64_t off = (uint64_t)(job->id + 8) * MiB;
     uint8_t *mem = aligned_alloc(4096, 128 * KiB);
     uint8_t *out = calloc(1, 64 * KiB + 1);
 
@@ -597,9 +575,9 @@ direct_worker(void *arg)
         struct iovec w = {mem + 1 + i, 64 * KiB}, r = {out + 1, 64 * KiB};
 
         fill(mem + 1 + i, 64 * KiB, (unsigned)i);
-        if (vs_bdev_pwritev(job->bs, &w, 1, job->off, VS_IO_DIRECT) !=
+        if (vs_bdev_pwritev(job->bs, &w, 1, off, VS_IO_DIRECT) !=
                 (ssize_t)(64 * KiB) ||
-            vs_bdev_preadv(job->bs, &r, 1, job->off, VS_IO_DIRECT) !=
+            vs_bdev_preadv(job->bs, &r, 1, off, VS_IO_DIRECT) !=
                 (ssize_t)(64 * KiB) ||
             memcmp(mem + 1 + i, out + 1, 64 * KiB) != 0)
             job->failures++;
@@ -612,19 +590,8 @@ direct_worker(void *arg)
 static void
 test_direct_threads(struct vs_bdev *top)
 {
-    struct direct_job jobs[4];
-    pthread_t t[4];
-    int failures = 0;
-
-    for (int i = 0; i < 4; i++) {
-        jobs[i] = (struct direct_job){top, (uint64_t)(i + 8) * MiB, 0};
-        pthread_create(&t[i], NULL, direct_worker, &jobs[i]);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
-        failures += jobs[i].failures;
-    }
-    is_int(failures, 0, "four threads bouncing misaligned direct I/O");
+    is_int(tu_run_workers(top, 4, direct_worker), 0,
+           "four threads bouncing misaligned direct I/O");
 }
 
 static void
@@ -815,7 +782,7 @@ test_emulation(void)
 
     is_int(vs_bdev_write_zeroes(m, 100, 2 * MiB + 500 * KiB, 0), 0,
            "write_zeroes emulated by writing zeros");
-    ok(d[99] == 0xff && is_zero(d + 100, 2 * MiB + 500 * KiB) &&
+    ok(d[99] == 0xff && tu_is_zero(d + 100, 2 * MiB + 500 * KiB) &&
            d[100 + 2 * MiB + 500 * KiB] == 0xff,
        "exactly the range is zero");
     ok(mem_of(m)->write_calls >= 3, "in bounded chunks (%d writes)",
@@ -914,17 +881,8 @@ test_submit_async(void)
 int
 main(void)
 {
-    char loc[128];
-
-    if (mkdtemp(base) == NULL) {
-        perror(base);
+    if (tu_scratch_open(base, &st) < 0)
         return 1;
-    }
-    snprintf(loc, sizeof(loc), "dir:%s/store", base);
-    if (vs_store_open(loc, true, &st) < 0) {
-        tap_diag("cannot create a store at %s", loc);
-        return 1;
-    }
     test_format_errors();
     test_roundtrip();
     test_rdonly();
@@ -938,7 +896,6 @@ main(void)
     test_emulation();
     test_submit_sync();
     test_submit_async();
-    vs_store_close(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_close(st);
     return tap_done();
 }

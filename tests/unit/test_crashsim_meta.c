@@ -32,7 +32,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +43,7 @@
 #include "vs/meta_area.h"
 #include "crashsim.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define SLOT_BYTES ((uint64_t)2 * VS_RECORD_SIZE)
 #define MAX_OPS 40
@@ -538,13 +538,6 @@ judge_all(void)
           t.reuse_fail);
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int
 main(void)
 {
@@ -585,7 +578,7 @@ main(void)
     vs_store_close(cst);
     crashsim_store_drop_all();
     vs_store_close(dirst);
-    nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(base_dir);
     tap_done();
     return failures == 0 ? 0 : 1;
 }

@@ -46,7 +46,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +58,7 @@
 #include "vs/bdev.h"
 #include "crashsim.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -87,7 +87,6 @@
 #endif
 
 static char base_dir[64] = "/var/tmp/vstorfs-crashsim-qcow2.XXXXXX";
-static char store_dir[128];
 static struct vs_store *st;
 static int failures; /* checks failed, TODOs excluded */
 static bool slow;    /* under a sanitizer or valgrind */
@@ -392,22 +391,11 @@ seq_free(struct seq *s)
 
 /* ---- judging one state ---- */
 
-static const char *
-obj_path(const char *name)
-{
-    static char path[2][256];
-    static int next;
-    char *p = path[next++ % 2];
-
-    snprintf(p, 256, "%s/%s", store_dir, name);
-    return p;
-}
-
 static int
 write_file(const char *name, const uint8_t *data, uint64_t size)
 {
     int fd =
-        open(obj_path(name), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        open(tu_obj_path(name), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     uint64_t done = 0;
 
     if (fd < 0)
@@ -510,7 +498,7 @@ qemu_check(const char *name, uint64_t hash, struct verdict *v)
         }
     }
     snprintf(cmd, sizeof(cmd), "qemu-img check -f qcow2 '%s' 2>&1",
-             obj_path(name));
+             tu_obj_path(name));
     f = popen(cmd, "r");
     if (f == NULL)
         return -errno;
@@ -975,10 +963,10 @@ qemu_made(const char *opts, const char *size, uint8_t **data)
     int fd;
 
     snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s '%s' %s", opts,
-             obj_path("made"), size);
+             tu_obj_path("made"), size);
     if (system(cmd) != 0)
         return 0;
-    fd = open(obj_path("made"), O_RDONLY | O_CLOEXEC);
+    fd = open(tu_obj_path("made"), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
@@ -1103,32 +1091,17 @@ test_table_growth(void)
     seq_free(&s);
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int
 main(void)
 {
-    char loc[160];
-    int r;
+    int r = crashsim_register();
 
-    if (mkdtemp(base_dir) == NULL) {
-        perror(base_dir);
-        return 1;
-    }
-    snprintf(store_dir, sizeof(store_dir), "%s/store", base_dir);
-    snprintf(loc, sizeof(loc), "dir:%s", store_dir);
-    r = crashsim_register();
-    if (r == 0)
-        r = vs_store_open(loc, true, &st);
     if (r < 0) {
         tap_diag("set up: %s", strerror(-r));
         return 1;
     }
+    if (tu_scratch_open(base_dir, &st) < 0)
+        return 1;
     slow = SLOW_BUILD || RUNNING_ON_VALGRIND;
     if (slow)
         tap_diag("sanitizer build or valgrind: at most 60 states per epoch");
@@ -1137,8 +1110,7 @@ main(void)
     test_overlay(true);
     test_small_clusters();
     test_table_growth();
-    vs_store_close(st);
-    nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_close(st);
     tap_done();
     return failures == 0 ? 0 : 1;
 }

@@ -37,7 +37,6 @@
  *      checks 1-4 hold again.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -51,6 +50,7 @@
 #include "crashsim.h"
 #include "fs.h"
 #include "tap.h"
+#include "testutil.h"
 #include "vs/log.h"
 #include "vs/names.h"
 #include "vs/record.h"
@@ -1073,13 +1073,6 @@ judge_all(struct crashsim_world *w)
     }
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int
 main(void)
 {
@@ -1136,6 +1129,6 @@ main(void)
             free(models[k].v[i].data);
     free(snaps);
     free(checked);
-    nftw(work_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(work_dir);
     return tap_done();
 }

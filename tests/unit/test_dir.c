@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,21 +18,9 @@
 
 #include "vs/bdev.h"
 #include "tap.h"
+#include "testutil.h"
 
 static char base[64] = "/var/tmp/vstorfs-test-dir.XXXXXX";
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void
-rm_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* "dir:<base>/<sub>" into BUF. */
 static const char *
@@ -377,8 +364,8 @@ main(void)
     show_caps(base, base);
     if (mkdtemp(shm) != NULL) {
         show_caps(shm, "/dev/shm (tmpfs)");
-        rm_tree(shm);
+        tu_rm_tree(shm);
     }
-    rm_tree(base);
+    tu_rm_tree(base);
     return tap_done();
 }

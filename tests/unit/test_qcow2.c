@@ -18,18 +18,15 @@
  * the driver, and stay clean after the driver writes to them.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vs/bdev.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -37,165 +34,15 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 static char base[64] = "/var/tmp/vstorfs-test-qcow2.XXXXXX";
-static char store_dir[128];
 static struct vs_store *st;
 
 /* ---- helpers ---- */
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static void
 fill(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 11));
-}
-
-static bool
-is_zero(const uint8_t *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] != 0)
-            return false;
-    }
-    return true;
-}
-
-/* Path of object NAME in the store, for qemu-img. */
-static const char *
-obj_path(const char *name)
-{
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
-
-    snprintf(p, 256, "%s/%s", store_dir, name);
-    return p;
-}
-
-/* Run CMD in a shell; its exit status, its output into OUT. */
-static int
-run(const char *cmd, char *out, size_t outlen)
-{
-    char full[1024];
-    FILE *f;
-    size_t n = 0;
-    int status;
-
-    snprintf(full, sizeof(full), "%s 2>&1", cmd);
-    f = popen(full, "r");
-    if (f == NULL)
-        return -1;
-    if (out != NULL && outlen > 0) {
-        n = fread(out, 1, outlen - 1, f);
-        out[n] = '\0';
-    }
-    while (fgetc(f) != EOF)
-        ;
-    status = pclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* qemu-img check on object NAME: true when clean (no errors, no leaks). */
-static bool
-qemu_check(const char *name)
-{
-    char cmd[512], out[4096];
-    int rc;
-
-    snprintf(cmd, sizeof(cmd), "qemu-img check -f qcow2 '%s'", obj_path(name));
-    rc = run(cmd, out, sizeof(out));
-    if (rc != 0 || strstr(out, "No errors were found") == NULL)
-        tap_diag("qemu-img check %s (exit %d): %s", name, rc, out);
-    return rc == 0 && strstr(out, "No errors were found") != NULL;
-}
-
-static struct vs_bdev *
-open_file(const char *name, unsigned flags)
-{
-    struct vs_bdev *file = NULL;
-
-    if (vs_object_open(st, name, flags, name, &file) < 0)
-        return NULL;
-    return file;
-}
-
-/* Open object NAME as FORMAT over BACKING (consumed only on success). */
-static struct vs_bdev *
-open_fmt(const char *format, const char *name, unsigned flags,
-         struct vs_bdev *backing)
-{
-    struct vs_bdev *file = open_file(name, flags), *top = NULL;
-    int r;
-
-    if (file == NULL)
-        return NULL;
-    r = vs_format_open(format, file, backing, flags, &top);
-    if (r < 0) {
-        tap_diag("open %s as %s: %s", name, format, strerror(-r));
-        vs_bdev_close(file);
-        return NULL;
-    }
-    return top;
-}
-
-/* Create object NAME as a qcow2 image of SIZE over BACKING_NAME. */
-static int
-create_qcow2(const char *name, uint64_t size, const char *backing_name,
-             const char *backing_format)
-{
-    struct vs_bdev *file;
-    int r = vs_object_create(st, name, 0);
-
-    if (r < 0)
-        return r;
-    file = open_file(name, 0);
-    if (file == NULL)
-        return -EIO;
-    r = vs_format_create("qcow2", file, size, backing_name, backing_format);
-    vs_bdev_close(file);
-    return r;
-}
-
-/* Create a raw object NAME holding DATA[0..size). */
-static int
-create_raw(const char *name, const uint8_t *data, uint64_t size)
-{
-    struct vs_bdev *file;
-    ssize_t n;
-    int r = vs_object_create(st, name, size);
-
-    if (r < 0)
-        return r;
-    file = open_file(name, 0);
-    if (file == NULL)
-        return -EIO;
-    n = vs_bdev_pwrite(file, data, size, 0);
-    vs_bdev_flush(file);
-    vs_bdev_close(file);
-    return n == (ssize_t)size ? 0 : -EIO;
-}
-
-/* Write the reference REF to a plain file beside the store. */
-static const char *
-write_ref(const char *name, const uint8_t *ref, uint64_t size)
-{
-    static char path[256];
-    int fd;
-    bool good;
-
-    snprintf(path, sizeof(path), "%s/%s", base, name);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return NULL;
-    good = write(fd, ref, size) == (ssize_t)size;
-    close(fd);
-    return good ? path : NULL;
 }
 
 /* Write LEN bytes of pattern SEED at OFF to BS and to REF. */
@@ -212,27 +59,6 @@ put(struct vs_bdev *bs, uint8_t *ref, uint64_t off, size_t len, unsigned seed)
     if (n != (ssize_t)len)
         tap_diag("write %zu at %llu: %zd", len, (unsigned long long)off, n);
     return n == (ssize_t)len;
-}
-
-/* Whether BS reads exactly REF[0..size). */
-static bool
-same(struct vs_bdev *bs, const uint8_t *ref, uint64_t size)
-{
-    uint8_t *buf = malloc(size);
-    ssize_t n = vs_bdev_pread(bs, buf, size, 0);
-    bool eq = n == (ssize_t)size && memcmp(buf, ref, size) == 0;
-
-    if (!eq && n == (ssize_t)size) {
-        for (uint64_t i = 0; i < size; i++) {
-            if (buf[i] != ref[i]) {
-                tap_diag("first difference at %llu: %u != %u",
-                         (unsigned long long)i, buf[i], ref[i]);
-                break;
-            }
-        }
-    }
-    free(buf);
-    return eq;
 }
 
 static int
@@ -252,15 +78,15 @@ test_create_empty(void)
     uint8_t buf[4096];
     uint64_t pnum = 0;
 
-    is_int(create_qcow2("empty", SZ, NULL, NULL), 0, "create an image");
-    ok(qemu_check("empty"), "qemu-img check: fresh image is clean");
-    bs = open_fmt("qcow2", "empty", 0, NULL);
+    is_int(tu_create_qcow2("empty", SZ, NULL, NULL), 0, "create an image");
+    ok(tu_qemu_check("empty"), "qemu-img check: fresh image is clean");
+    bs = tu_open_fmt("qcow2", "empty", 0, NULL);
     ok(bs != NULL, "open it");
     if (bs == NULL)
         return;
     is_int(vs_bdev_size(bs), SZ, "virtual size");
     ok(vs_bdev_pread(bs, buf, sizeof(buf), 5 * MiB) == sizeof(buf) &&
-           is_zero(buf, sizeof(buf)),
+           tu_is_zero(buf, sizeof(buf)),
        "an empty image reads zeros");
     is_int(status_at(bs, 0, SZ, &pnum), 0, "all unallocated");
     is_int((long long)pnum, SZ, "over the whole size");
@@ -279,14 +105,14 @@ test_patterns(void)
     int64_t fsize;
     uint64_t pnum = 0;
 
-    create_qcow2("pat", SZ, NULL, NULL);
-    bs = open_fmt("qcow2", "pat", 0, NULL);
+    tu_create_qcow2("pat", SZ, NULL, NULL);
+    bs = tu_open_fmt("qcow2", "pat", 0, NULL);
     ok(put(bs, ref, 0, CS, 1), "write one aligned cluster");
     ok(put(bs, ref, 3 * CS + 100, 5000, 2), "write inside a cluster");
     ok(put(bs, ref, 5 * CS - 3000, 7000, 3), "write across a boundary");
     ok(put(bs, ref, 2 * MiB + 512, MiB + 77, 4), "write a 1 MiB run");
     ok(put(bs, ref, SZ - 1000, 1000, 5), "write the last bytes");
-    ok(same(bs, ref, SZ), "reads back before a flush");
+    ok(tu_same(bs, ref, SZ), "reads back before a flush");
     is_int(status_at(bs, 0, SZ, &pnum), VS_BS_ALLOCATED | VS_BS_DATA,
            "written cluster is allocated data");
     is_int((long long)pnum, CS, "for one cluster");
@@ -298,9 +124,9 @@ test_patterns(void)
     is_int(vs_bdev_flush(bs), 0, "flush again");
     is_int(vs_bdev_size(bs->file), fsize, "in-place writes allocate nothing");
     vs_bdev_close(bs);
-    ok(qemu_check("pat"), "qemu-img check: clean after writes");
-    bs = open_fmt("qcow2", "pat", VS_OPEN_RDONLY, NULL);
-    ok(bs != NULL && same(bs, ref, SZ), "reopened read-only: same bytes");
+    ok(tu_qemu_check("pat"), "qemu-img check: clean after writes");
+    bs = tu_open_fmt("qcow2", "pat", VS_OPEN_RDONLY, NULL);
+    ok(bs != NULL && tu_same(bs, ref, SZ), "reopened read-only: same bytes");
     vs_bdev_close(bs);
     free(ref);
 }
@@ -314,8 +140,8 @@ test_zero_discard(void)
     const char *refpath;
     char cmd[768];
 
-    create_qcow2("zd", SZ, NULL, NULL);
-    bs = open_fmt("qcow2", "zd", 0, NULL);
+    tu_create_qcow2("zd", SZ, NULL, NULL);
+    bs = tu_open_fmt("qcow2", "zd", 0, NULL);
     put(bs, ref, 0, 8 * CS, 1);
     memset(ref + CS, 0, 2 * CS);
     is_int(vs_bdev_write_zeroes(bs, CS, 2 * CS, 0), 0,
@@ -326,9 +152,9 @@ test_zero_discard(void)
     memset(ref + 3 * CS + 100, 0, 1000);
     is_int(vs_bdev_write_zeroes(bs, 3 * CS + 100, 1000, 0), 0,
            "write_zeroes inside a cluster");
-    ok(same(bs, ref, SZ), "zeros read back");
+    ok(tu_same(bs, ref, SZ), "zeros read back");
     ok(put(bs, ref, CS + 4096, 4096, 9), "write into a zero cluster");
-    ok(same(bs, ref, SZ), "the rest of it still reads zeros");
+    ok(tu_same(bs, ref, SZ), "the rest of it still reads zeros");
     memset(ref + 4 * CS, 0, 2 * CS);
     is_int(vs_bdev_discard(bs, 4 * CS, 2 * CS), 0, "discard two clusters");
     is_int(status_at(bs, 4 * CS, 2 * CS, &pnum), 0,
@@ -338,17 +164,17 @@ test_zero_discard(void)
     memset(ref + 2 * CS, 0, CS);
     is_int(vs_bdev_write_zeroes(bs, 2 * CS, CS, VS_IO_MAY_UNMAP), 0,
            "write_zeroes with unmap");
-    ok(same(bs, ref, SZ), "reads match after discards");
+    ok(tu_same(bs, ref, SZ), "reads match after discards");
     is_int(vs_bdev_flush(bs), 0, "flush");
     ok(put(bs, ref, 10 * CS, 2 * CS, 10), "reuse freed clusters");
     vs_bdev_close(bs);
-    ok(qemu_check("zd"), "qemu-img check: clean after zeroes and discards");
-    refpath = write_ref("zd.ref", ref, SZ);
+    ok(tu_qemu_check("zd"), "qemu-img check: clean after zeroes and discards");
+    refpath = tu_write_ref("zd.ref", ref, SZ);
     snprintf(cmd, sizeof(cmd), "qemu-img compare -f qcow2 -F raw '%s' '%s'",
-             obj_path("zd"), refpath);
-    is_int(run(cmd, NULL, 0), 0, "qemu-img compare: equal to the reference");
-    bs = open_fmt("qcow2", "zd", VS_OPEN_RDONLY, NULL);
-    ok(bs != NULL && same(bs, ref, SZ), "reopened: same bytes");
+             tu_obj_path("zd"), refpath);
+    is_int(tu_run(cmd, NULL, 0), 0, "qemu-img compare: equal to the reference");
+    bs = tu_open_fmt("qcow2", "zd", VS_OPEN_RDONLY, NULL);
+    ok(bs != NULL && tu_same(bs, ref, SZ), "reopened: same bytes");
     vs_bdev_close(bs);
     free(ref);
 }
@@ -360,21 +186,21 @@ test_grow(void)
     uint8_t buf[8192], want[8192];
     struct vs_bdev *bs;
 
-    create_qcow2("grow", 4 * MiB, NULL, NULL);
-    bs = open_fmt("qcow2", "grow", 0, NULL);
+    tu_create_qcow2("grow", 4 * MiB, NULL, NULL);
+    bs = tu_open_fmt("qcow2", "grow", 0, NULL);
     fill(want, sizeof(want), 3);
     is_int(vs_bdev_pwrite(bs, want, 4096, 4 * MiB - 4096), 4096,
            "write the last 4 KiB");
     is_int(vs_bdev_truncate(bs, big), 0, "grow 4 MiB -> 6 GiB");
     is_int(vs_bdev_size(bs), (long long)big, "new size");
     ok(vs_bdev_pread(bs, buf, sizeof(buf), 4 * MiB) == sizeof(buf) &&
-           is_zero(buf, sizeof(buf)),
+           tu_is_zero(buf, sizeof(buf)),
        "the grown part reads zeros");
     is_int(vs_bdev_pwrite(bs, want, sizeof(want), big - sizeof(want)),
            sizeof(want), "write at the new end");
     vs_bdev_close(bs);
-    ok(qemu_check("grow"), "qemu-img check: clean after growing");
-    bs = open_fmt("qcow2", "grow", VS_OPEN_RDONLY, NULL);
+    ok(tu_qemu_check("grow"), "qemu-img check: clean after growing");
+    bs = tu_open_fmt("qcow2", "grow", VS_OPEN_RDONLY, NULL);
     ok(bs != NULL && vs_bdev_size(bs) == (int64_t)big, "reopened: size");
     ok(bs != NULL &&
            vs_bdev_pread(bs, buf, sizeof(buf), big - sizeof(buf)) ==
@@ -393,9 +219,9 @@ test_size_zero(void)
     uint8_t buf[4096], back[4096];
     struct vs_bdev *bs;
 
-    is_int(create_qcow2("zero", 0, NULL, NULL), 0, "create a 0-byte image");
-    ok(qemu_check("zero"), "qemu-img check: clean");
-    bs = open_fmt("qcow2", "zero", 0, NULL);
+    is_int(tu_create_qcow2("zero", 0, NULL, NULL), 0, "create a 0-byte image");
+    ok(tu_qemu_check("zero"), "qemu-img check: clean");
+    bs = tu_open_fmt("qcow2", "zero", 0, NULL);
     is_int(bs ? vs_bdev_size(bs) : -1, 0, "size 0");
     is_int(bs ? vs_bdev_truncate(bs, MiB) : -1, 0, "grow it to 1 MiB");
     fill(buf, sizeof(buf), 90);
@@ -405,32 +231,12 @@ test_size_zero(void)
            memcmp(buf, back, 4096) == 0,
        "read it back");
     vs_bdev_close(bs);
-    ok(qemu_check("zero"), "qemu-img check: clean after growing from 0");
+    ok(tu_qemu_check("zero"), "qemu-img check: clean after growing from 0");
 }
 
 /* ---- chains ---- */
 
 #define BSZ (4 * MiB)
-
-/* qemu-img compare of NAME (as qemu-img opens its chain) against REF. */
-static bool
-qemu_compare(const char *name, const uint8_t *ref, uint64_t size)
-{
-    char refname[64], cmd[768], out[2048];
-    const char *path;
-    int rc;
-
-    snprintf(refname, sizeof(refname), "%s.ref", name);
-    path = write_ref(refname, ref, size);
-    if (path == NULL)
-        return false;
-    snprintf(cmd, sizeof(cmd), "qemu-img compare -f qcow2 -F raw '%s' '%s'",
-             obj_path(name), path);
-    rc = run(cmd, out, sizeof(out));
-    if (rc != 0)
-        tap_diag("%s: %s", cmd, out);
-    return rc == 0;
-}
 
 static void
 test_chain_raw(void)
@@ -442,20 +248,20 @@ test_chain_raw(void)
     uint64_t pnum = 0;
 
     fill(ref, BSZ, 40);
-    create_raw("base", ref, BSZ);
-    is_int(create_qcow2("top", BSZ, "base", "raw"), 0,
+    tu_create_raw("base", ref, BSZ);
+    is_int(tu_create_qcow2("top", BSZ, "base", "raw"), 0,
            "create an overlay naming its raw base");
-    b = open_fmt("raw", "base", VS_OPEN_RDONLY, NULL);
-    top = open_fmt("qcow2", "top", 0, b);
+    b = tu_open_fmt("raw", "base", VS_OPEN_RDONLY, NULL);
+    top = tu_open_fmt("qcow2", "top", 0, b);
     ok(top != NULL, "open the chain");
     if (top == NULL)
         return;
-    ok(same(top, ref, BSZ), "reads through to the base");
+    ok(tu_same(top, ref, BSZ), "reads through to the base");
     is_int(status_at(top, 0, BSZ, &pnum), 0, "top owns nothing");
     ok(put(top, ref, CS + 1000, 3000, 41), "partial write (copy-on-write)");
     ok(put(top, ref, 3 * CS - 100, 200, 42), "partial write across clusters");
     ok(put(top, ref, 8 * CS, CS, 43), "whole-cluster write");
-    ok(same(top, ref, BSZ), "the clusters keep the base's other bytes");
+    ok(tu_same(top, ref, BSZ), "the clusters keep the base's other bytes");
     memset(ref + 10 * CS, 0, 2 * CS);
     is_int(vs_bdev_discard(top, 10 * CS, 2 * CS), 0, "discard over a base");
     is_int(status_at(top, 10 * CS, 2 * CS, &pnum), VS_BS_ALLOCATED | VS_BS_ZERO,
@@ -463,21 +269,21 @@ test_chain_raw(void)
     memset(ref + 12 * CS + 5, 0, 10);
     is_int(vs_bdev_write_zeroes(top, 12 * CS + 5, 10, 0), 0,
            "partial write_zeroes over a base");
-    ok(same(top, ref, BSZ), "reads match");
+    ok(tu_same(top, ref, BSZ), "reads match");
     is_int(vs_bdev_chain_status(top, 20 * CS, CS, &pnum),
            VS_BS_ALLOCATED | VS_BS_DATA, "chain status: the base's data");
     vs_bdev_close(top);
-    ok(qemu_check("top"), "qemu-img check: overlay clean");
-    ok(qemu_compare("top", ref, BSZ),
+    ok(tu_qemu_check("top"), "qemu-img check: overlay clean");
+    ok(tu_qemu_compare("top", ref, BSZ),
        "qemu-img compare: the chain equals the reference");
     snprintf(cmd, sizeof(cmd), "qemu-img info --backing-chain '%s'",
-             obj_path("top"));
-    ok(run(cmd, out, sizeof(out)) == 0 && strstr(out, "backing file: base") &&
-           strstr(out, "file format: raw"),
+             tu_obj_path("top"));
+    ok(tu_run(cmd, out, sizeof(out)) == 0 &&
+           strstr(out, "backing file: base") && strstr(out, "file format: raw"),
        "qemu-img info --backing-chain follows the name");
-    b = open_fmt("raw", "base", VS_OPEN_RDONLY, NULL);
-    top = open_fmt("qcow2", "top", VS_OPEN_RDONLY, b);
-    ok(top != NULL && same(top, ref, BSZ), "reopened chain: same bytes");
+    b = tu_open_fmt("raw", "base", VS_OPEN_RDONLY, NULL);
+    top = tu_open_fmt("qcow2", "top", VS_OPEN_RDONLY, b);
+    ok(top != NULL && tu_same(top, ref, BSZ), "reopened chain: same bytes");
     vs_bdev_close(top);
     free(ref);
 }
@@ -492,34 +298,35 @@ test_chain_three(void)
     char cmd[512], out[4096];
 
     fill(ref, BSZ, 50);
-    create_raw("b3", ref, BSZ);
-    create_qcow2("m3", BSZ + 3 * CS + 512, "b3", "raw");
-    b = open_fmt("raw", "b3", VS_OPEN_RDONLY, NULL);
-    mid = open_fmt("qcow2", "m3", 0, b);
+    tu_create_raw("b3", ref, BSZ);
+    tu_create_qcow2("m3", BSZ + 3 * CS + 512, "b3", "raw");
+    b = tu_open_fmt("raw", "b3", VS_OPEN_RDONLY, NULL);
+    mid = tu_open_fmt("qcow2", "m3", 0, b);
     put(mid, ref, 2 * CS, 3 * CS, 51);
     put(mid, ref, BSZ, 2 * CS, 52); /* past the base's end */
     put(mid, ref, BSZ + 3 * CS, 512, 53);
     vs_bdev_close(mid);
-    create_qcow2("t3", size, "m3", "qcow2");
-    b = open_fmt("raw", "b3", VS_OPEN_RDONLY, NULL);
-    mid = open_fmt("qcow2", "m3", VS_OPEN_RDONLY, b);
-    top = open_fmt("qcow2", "t3", 0, mid);
+    tu_create_qcow2("t3", size, "m3", "qcow2");
+    b = tu_open_fmt("raw", "b3", VS_OPEN_RDONLY, NULL);
+    mid = tu_open_fmt("qcow2", "m3", VS_OPEN_RDONLY, b);
+    top = tu_open_fmt("qcow2", "t3", 0, mid);
     ok(top != NULL, "open a three-layer chain");
     if (top == NULL)
         return;
-    ok(same(top, ref, size), "reads through two layers (cold)");
-    ok(same(top, ref, size), "and again (owner cache warm)");
+    ok(tu_same(top, ref, size), "reads through two layers (cold)");
+    ok(tu_same(top, ref, size), "and again (owner cache warm)");
     ok(put(top, ref, 3 * CS + 7, 100, 54), "copy-on-write from the middle");
     ok(put(top, ref, 6 * CS + 7, 100, 55), "copy-on-write from the base");
     ok(put(top, ref, BSZ + 3 * CS + 100, 1000, 56),
        "copy-on-write at the middle's end");
-    ok(same(top, ref, size), "reads match");
+    ok(tu_same(top, ref, size), "reads match");
     vs_bdev_close(top);
-    ok(qemu_check("m3") && qemu_check("t3"), "qemu-img check: both clean");
-    ok(qemu_compare("t3", ref, size), "qemu-img compare: chain equals ref");
+    ok(tu_qemu_check("m3") && tu_qemu_check("t3"),
+       "qemu-img check: both clean");
+    ok(tu_qemu_compare("t3", ref, size), "qemu-img compare: chain equals ref");
     snprintf(cmd, sizeof(cmd), "qemu-img info --backing-chain '%s'",
-             obj_path("t3"));
-    ok(run(cmd, out, sizeof(out)) == 0 && strstr(out, "image: ") &&
+             tu_obj_path("t3"));
+    ok(tu_run(cmd, out, sizeof(out)) == 0 && strstr(out, "image: ") &&
            strstr(out, "backing file: m3") && strstr(out, "backing file: b3"),
        "qemu-img info --backing-chain shows three layers");
     free(ref);
@@ -530,27 +337,19 @@ test_chain_three(void)
 #define THREADS 4
 #define TSZ (8 * MiB)
 
-struct worker {
-    struct vs_bdev *bs;
-    int id;
-    int failures;
-};
-
 /* Each thread writes its own 4 KiB slot of every cluster: all of them
  * allocate the same clusters at the same time. */
 static void *
 worker_run(void *arg)
 {
-    struct worker *w = arg;
-    uint8_t buf[4096], back[4096];
+    struct tu_worker *w = arg;
+    uint8_t buf[4096];
 
     for (uint64_t c = 0; c < TSZ / CS; c++) {
         uint64_t off = c * CS + (uint64_t)w->id * 8192 + 512;
 
         fill(buf, sizeof(buf), (unsigned)(c * THREADS + (uint64_t)w->id));
-        if (vs_bdev_pwrite(w->bs, buf, sizeof(buf), off) != sizeof(buf) ||
-            vs_bdev_pread(w->bs, back, sizeof(back), off) != sizeof(back) ||
-            memcmp(buf, back, sizeof(buf)) != 0)
+        if (!tu_round_trip(w->bs, buf, sizeof(buf), off))
             w->failures++;
     }
     return NULL;
@@ -561,32 +360,22 @@ test_threads(void)
 {
     uint8_t *ref = malloc(TSZ);
     struct vs_bdev *b, *top;
-    struct worker w[THREADS];
-    pthread_t t[THREADS];
-    int failures = 0;
 
     fill(ref, TSZ, 60);
-    create_raw("tb", ref, TSZ);
-    create_qcow2("tt", TSZ, "tb", "raw");
-    b = open_fmt("raw", "tb", VS_OPEN_RDONLY, NULL);
-    top = open_fmt("qcow2", "tt", 0, b);
-    for (int i = 0; i < THREADS; i++) {
-        w[i] = (struct worker){top, i, 0};
-        pthread_create(&t[i], NULL, worker_run, &w[i]);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        pthread_join(t[i], NULL);
-        failures += w[i].failures;
-    }
-    is_int(failures, 0, "threads allocating the same clusters");
+    tu_create_raw("tb", ref, TSZ);
+    tu_create_qcow2("tt", TSZ, "tb", "raw");
+    b = tu_open_fmt("raw", "tb", VS_OPEN_RDONLY, NULL);
+    top = tu_open_fmt("qcow2", "tt", 0, b);
+    is_int(tu_run_workers(top, THREADS, worker_run), 0,
+           "threads allocating the same clusters");
     for (uint64_t c = 0; c < TSZ / CS; c++) {
         for (int i = 0; i < THREADS; i++)
             fill(ref + c * CS + (uint64_t)i * 8192 + 512, 4096,
                  (unsigned)(c * THREADS + (uint64_t)i));
     }
-    ok(same(top, ref, TSZ), "every thread's write survived");
+    ok(tu_same(top, ref, TSZ), "every thread's write survived");
     vs_bdev_close(top);
-    ok(qemu_check("tt"), "qemu-img check: clean");
+    ok(tu_qemu_check("tt"), "qemu-img check: clean");
     free(ref);
 }
 
@@ -597,13 +386,13 @@ test_fua(void)
     struct vs_bdev *bs, *bs2;
     struct iovec iov = {buf, sizeof(buf)};
 
-    create_qcow2("fua", 4 * MiB, NULL, NULL);
-    bs = open_fmt("qcow2", "fua", 0, NULL);
+    tu_create_qcow2("fua", 4 * MiB, NULL, NULL);
+    bs = tu_open_fmt("qcow2", "fua", 0, NULL);
     fill(buf, sizeof(buf), 70);
     is_int(vs_bdev_pwritev(bs, &iov, 1, CS, VS_IO_FUA), sizeof(buf),
            "FUA write that allocates");
     /* Without closing the writer: the metadata must be on storage. */
-    bs2 = open_fmt("qcow2", "fua", VS_OPEN_RDONLY, NULL);
+    bs2 = tu_open_fmt("qcow2", "fua", VS_OPEN_RDONLY, NULL);
     memset(buf, 0, sizeof(buf));
     ok(bs2 != NULL && vs_bdev_pread(bs2, buf, sizeof(buf), CS) == 4096,
        "a second opener reads it");
@@ -626,18 +415,18 @@ test_flush_frozen(void)
     uint8_t buf[4096], back[4096];
     struct vs_bdev *a, *b, *c, *check;
 
-    create_qcow2("fa", 4 * MiB, NULL, NULL);
-    create_qcow2("fb", 4 * MiB, "fa", "qcow2");
-    create_qcow2("fc", 4 * MiB, "fb", "qcow2");
-    a = open_fmt("qcow2", "fa", 0, NULL);
+    tu_create_qcow2("fa", 4 * MiB, NULL, NULL);
+    tu_create_qcow2("fb", 4 * MiB, "fa", "qcow2");
+    tu_create_qcow2("fc", 4 * MiB, "fb", "qcow2");
+    a = tu_open_fmt("qcow2", "fa", 0, NULL);
     fill(buf, sizeof(buf), 77);
     ok(a != NULL && vs_bdev_pwrite(a, buf, 4096, CS) == 4096,
        "write into the bottom layer, no flush");
-    b = a != NULL ? open_fmt("qcow2", "fb", 0, a) : NULL;
-    c = b != NULL ? open_fmt("qcow2", "fc", 0, b) : NULL;
+    b = a != NULL ? tu_open_fmt("qcow2", "fb", 0, a) : NULL;
+    c = b != NULL ? tu_open_fmt("qcow2", "fc", 0, b) : NULL;
     ok(c != NULL, "two layers over it, the middle one clean");
     is_int(c ? vs_bdev_flush(c) : -1, 0, "flush the top");
-    check = open_fmt("qcow2", "fa", VS_OPEN_RDONLY, NULL);
+    check = tu_open_fmt("qcow2", "fa", VS_OPEN_RDONLY, NULL);
     ok(check != NULL && vs_bdev_pread(check, back, 4096, CS) == 4096 &&
            memcmp(buf, back, 4096) == 0,
        "the bottom layer's write is on storage, metadata and all");
@@ -660,7 +449,7 @@ make_source(const char *name, uint64_t size)
         for (uint64_t i = 0; i < n; i++)
             ref[off + i] = (uint8_t)("vstorfs qcow2 "[i % 14] + (off >> 16));
     }
-    create_raw(name, ref, size);
+    tu_create_raw(name, ref, size);
     return ref;
 }
 
@@ -674,30 +463,31 @@ test_qemu_made(const char *what, const char *opts, bool compress)
     int rc;
 
     snprintf(name, sizeof(name), "qm-%s", what);
-    snprintf(cmd, sizeof(cmd),
-             "qemu-img convert -f raw -O qcow2 %s %s '%s' '%s'",
-             compress ? "-c" : "", opts, obj_path("src.raw"), obj_path(name));
-    rc = run(cmd, out, sizeof(out));
+    snprintf(
+        cmd, sizeof(cmd), "qemu-img convert -f raw -O qcow2 %s %s '%s' '%s'",
+        compress ? "-c" : "", opts, tu_obj_path("src.raw"), tu_obj_path(name));
+    rc = tu_run(cmd, out, sizeof(out));
     if (!ok(rc == 0, "qemu-img convert to %s", what)) {
         tap_diag("%s: %s", cmd, out);
         free(ref);
         vs_object_remove(st, "src.raw");
         return;
     }
-    bs = open_fmt("qcow2", name, VS_OPEN_RDONLY, NULL);
-    ok(bs != NULL && same(bs, ref, size), "%s reads correctly", what);
+    bs = tu_open_fmt("qcow2", name, VS_OPEN_RDONLY, NULL);
+    ok(bs != NULL && tu_same(bs, ref, size), "%s reads correctly", what);
     vs_bdev_close(bs);
-    bs = open_fmt("qcow2", name, 0, NULL);
+    bs = tu_open_fmt("qcow2", name, 0, NULL);
     ok(bs != NULL, "%s opens writable", what);
     if (bs != NULL) {
         put(bs, ref, 100, 5000, 80);
         put(bs, ref, 2 * MiB + 3, 700 * KiB, 81);
         memset(ref + CS, 0, CS);
         vs_bdev_discard(bs, CS, CS);
-        ok(same(bs, ref, size), "%s: our writes read back", what);
+        ok(tu_same(bs, ref, size), "%s: our writes read back", what);
         vs_bdev_close(bs);
-        ok(qemu_check(name), "qemu-img check: %s clean after our writes", what);
-        ok(qemu_compare(name, ref, size), "qemu-img compare: %s", what);
+        ok(tu_qemu_check(name), "qemu-img check: %s clean after our writes",
+           what);
+        ok(tu_qemu_compare(name, ref, size), "qemu-img compare: %s", what);
     }
     vs_object_remove(st, "src.raw");
     free(ref);
@@ -716,9 +506,9 @@ test_refcount_growth(void)
 
     snprintf(cmd, sizeof(cmd),
              "qemu-img create -q -f qcow2 -o cluster_size=512 '%s' 24M",
-             obj_path("small"));
-    is_int(run(cmd, NULL, 0), 0, "qemu-img create, 512-byte clusters");
-    bs = open_fmt("qcow2", "small", 0, NULL);
+             tu_obj_path("small"));
+    is_int(tu_run(cmd, NULL, 0), 0, "qemu-img create, 512-byte clusters");
+    bs = tu_open_fmt("qcow2", "small", 0, NULL);
     ok(bs != NULL, "open it");
     if (bs == NULL)
         return;
@@ -726,28 +516,19 @@ test_refcount_growth(void)
         good = put(bs, ref, off + 3, MiB - 6, (unsigned)(off >> 20));
     ok(good, "write 12 MiB through it");
     is_int(vs_bdev_flush(bs), 0, "flush");
-    ok(same(bs, ref, size), "reads back");
+    ok(tu_same(bs, ref, size), "reads back");
     vs_bdev_close(bs);
-    ok(qemu_check("small"), "qemu-img check: clean after table growth");
-    ok(qemu_compare("small", ref, size), "qemu-img compare: equal");
+    ok(tu_qemu_check("small"), "qemu-img check: clean after table growth");
+    ok(tu_qemu_compare("small", ref, size), "qemu-img compare: equal");
     free(ref);
 }
 
 int
 main(void)
 {
-    char loc[160];
 
-    if (mkdtemp(base) == NULL) {
-        perror(base);
+    if (tu_scratch_open(base, &st) < 0)
         return 1;
-    }
-    snprintf(store_dir, sizeof(store_dir), "%s/store", base);
-    snprintf(loc, sizeof(loc), "dir:%s", store_dir);
-    if (vs_store_open(loc, true, &st) < 0) {
-        tap_diag("cannot create a store at %s", loc);
-        return 1;
-    }
     test_create_empty();
     test_patterns();
     test_zero_discard();
@@ -766,7 +547,6 @@ main(void)
     test_qemu_made("v2", "-o compat=0.10", false);
     test_qemu_made("v2-compressed", "-o compat=0.10", true);
     test_refcount_growth();
-    vs_store_close(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_close(st);
     return tap_done();
 }

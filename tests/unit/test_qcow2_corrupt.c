@@ -7,7 +7,6 @@
  * suite also runs this under ASan and UBSan.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "vs/bdev.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -26,13 +26,6 @@ static struct vs_store *st;
 static uint8_t *good; /* the valid image's bytes */
 static size_t good_len;
 static int serial;
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static uint64_t
 get64(const uint8_t *p)
@@ -599,6 +592,6 @@ main(void)
     test_bits();
     free(good);
     vs_store_close(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_tree(base);
     return tap_done();
 }

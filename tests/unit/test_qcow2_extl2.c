@@ -21,17 +21,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vs/bdev.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -40,17 +38,9 @@
 #define SZ (4 * MiB)
 
 static char base[64] = "/var/tmp/vstorfs-test-extl2.XXXXXX";
-static char store_dir[128];
 static struct vs_store *st;
 
 /* ---- helpers ---- */
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static void
 fill(uint8_t *buf, size_t len, unsigned seed)
@@ -59,100 +49,17 @@ fill(uint8_t *buf, size_t len, unsigned seed)
         buf[i] = (uint8_t)(seed * 37 + i * 11 + (i >> 10) + 1);
 }
 
-static const char *
-obj_path(const char *name)
-{
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
-
-    snprintf(p, 256, "%s/%s", store_dir, name);
-    return p;
-}
-
-/* Run CMD in a shell: its exit status, its output into OUT. */
-static int
-run(const char *cmd, char *out, size_t outlen)
-{
-    char full[2048];
-    FILE *f;
-    size_t n;
-    int status;
-
-    snprintf(full, sizeof(full), "%s 2>&1", cmd);
-    f = popen(full, "r");
-    if (f == NULL)
-        return -1;
-    if (out != NULL && outlen > 0) {
-        n = fread(out, 1, outlen - 1, f);
-        out[n] = '\0';
-    }
-    while (fgetc(f) != EOF)
-        ;
-    status = pclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static bool
-qemu_check(const char *name)
-{
-    char cmd[512], out[4096];
-    int rc;
-
-    snprintf(cmd, sizeof(cmd), "qemu-img check -f qcow2 '%s'", obj_path(name));
-    rc = run(cmd, out, sizeof(out));
-    if (rc != 0 || strstr(out, "No errors were found") == NULL)
-        tap_diag("qemu-img check %s (exit %d): %s", name, rc, out);
-    return rc == 0 && strstr(out, "No errors were found") != NULL;
-}
-
 /* Whether `qemu-img info` of NAME says "extended l2: WANT". */
 static bool
 qemu_extl2(const char *name, bool want)
 {
     char cmd[512], out[4096];
 
-    snprintf(cmd, sizeof(cmd), "qemu-img info -U '%s'", obj_path(name));
-    if (run(cmd, out, sizeof(out)) != 0)
+    snprintf(cmd, sizeof(cmd), "qemu-img info -U '%s'", tu_obj_path(name));
+    if (tu_run(cmd, out, sizeof(out)) != 0)
         return false;
     return strstr(out, want ? "extended l2: true" : "extended l2: false") !=
            NULL;
-}
-
-/* Write REF to a plain file beside the store; its path. */
-static const char *
-write_ref(const char *name, const uint8_t *ref, uint64_t size)
-{
-    static char path[256];
-    int fd;
-    bool good;
-
-    snprintf(path, sizeof(path), "%s/%s", base, name);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return NULL;
-    good = write(fd, ref, size) == (ssize_t)size;
-    close(fd);
-    return good ? path : NULL;
-}
-
-static bool
-qemu_compare(const char *name, const uint8_t *ref, uint64_t size)
-{
-    char cmd[768], out[2048], refname[64];
-    const char *path;
-    int rc;
-
-    snprintf(refname, sizeof(refname), "%s.ref", name);
-    path = write_ref(refname, ref, size);
-    if (path == NULL)
-        return false;
-    snprintf(cmd, sizeof(cmd), "qemu-img compare -f qcow2 -F raw '%s' '%s'",
-             obj_path(name), path);
-    rc = run(cmd, out, sizeof(out));
-    if (rc != 0)
-        tap_diag("%s: %s", cmd, out);
-    return rc == 0;
 }
 
 /* What qemu-img reads from image NAME (its whole chain), into a buffer
@@ -167,8 +74,8 @@ qemu_read(const char *name, uint64_t size)
 
     snprintf(path, sizeof(path), "%s/%s.qemu.raw", base, name);
     snprintf(cmd, sizeof(cmd), "qemu-img convert -f qcow2 -O raw '%s' '%s'",
-             obj_path(name), path);
-    if (buf == NULL || run(cmd, out, sizeof(out)) != 0) {
+             tu_obj_path(name), path);
+    if (buf == NULL || tu_run(cmd, out, sizeof(out)) != 0) {
         tap_diag("%s: %s", cmd, out);
         free(buf);
         return NULL;
@@ -183,72 +90,6 @@ qemu_read(const char *name, uint64_t size)
         return NULL;
     }
     return buf;
-}
-
-static struct vs_bdev *
-open_fmt(const char *format, const char *name, unsigned flags,
-         struct vs_bdev *backing)
-{
-    struct vs_bdev *file = NULL, *top = NULL;
-    int r = vs_object_open(st, name, flags, name, &file);
-
-    if (r == 0)
-        r = vs_format_open(format, file, backing, flags, &top);
-    if (r < 0) {
-        tap_diag("open %s as %s: %s", name, format, strerror(-r));
-        vs_bdev_close(file);
-        vs_bdev_close(backing);
-        return NULL;
-    }
-    return top;
-}
-
-static int
-create_qcow2(const char *name, uint64_t size, const char *backing_name,
-             const char *backing_format)
-{
-    struct vs_bdev *file = NULL;
-    int r = vs_object_create(st, name, 0);
-
-    if (r == 0)
-        r = vs_object_open(st, name, 0, name, &file);
-    if (r == 0)
-        r = vs_format_create("qcow2", file, size, backing_name, backing_format);
-    vs_bdev_close(file);
-    return r;
-}
-
-static int
-create_raw(const char *name, const uint8_t *data, uint64_t size)
-{
-    struct vs_bdev *file = NULL;
-    int r = vs_object_create(st, name, size);
-    ssize_t n = -1;
-
-    if (r == 0)
-        r = vs_object_open(st, name, 0, name, &file);
-    if (r == 0)
-        n = vs_bdev_pwrite(file, data, size, 0);
-    vs_bdev_close(file);
-    return r < 0 ? r : n == (ssize_t)size ? 0 : -EIO;
-}
-
-static bool
-same(struct vs_bdev *bs, const uint8_t *ref, uint64_t size)
-{
-    uint8_t *buf = malloc(size);
-    ssize_t n = vs_bdev_pread(bs, buf, size, 0);
-    bool eq = n == (ssize_t)size && memcmp(buf, ref, size) == 0;
-
-    for (uint64_t i = 0; !eq && n == (ssize_t)size && i < size; i++) {
-        if (buf[i] != ref[i]) {
-            tap_diag("first difference at %llu: %u != %u",
-                     (unsigned long long)i, buf[i], ref[i]);
-            break;
-        }
-    }
-    free(buf);
-    return eq;
 }
 
 static bool
@@ -276,7 +117,7 @@ file_used(const char *name)
 {
     struct stat sb;
 
-    return stat(obj_path(name), &sb) == 0 ? (int64_t)sb.st_blocks * 512 : -1;
+    return stat(tu_obj_path(name), &sb) == 0 ? (int64_t)sb.st_blocks * 512 : -1;
 }
 
 /* ---- images qemu made ---- */
@@ -303,19 +144,19 @@ test_qemu_made(const char *what, const char *opts, bool backed)
     snprintf(cmd, sizeof(cmd),
              "qemu-img create -q -f qcow2 -o extended_l2=on%s %s '%s' 4M && "
              "qemu-io -f qcow2 %s '%s'",
-             opts, backed ? "-b xbase -F raw" : "", obj_path(name), QEMU_IO_OPS,
-             obj_path(name));
-    if (!ok(run(cmd, out, sizeof(out)) == 0, "%s: qemu-img and qemu-io",
+             opts, backed ? "-b xbase -F raw" : "", tu_obj_path(name),
+             QEMU_IO_OPS, tu_obj_path(name));
+    if (!ok(tu_run(cmd, out, sizeof(out)) == 0, "%s: qemu-img and qemu-io",
             what)) {
         tap_diag("%s", out);
         return;
     }
     ok(qemu_extl2(name, true), "%s: qemu-img info says extended l2", what);
     want = qemu_read(name, SZ);
-    bs = open_fmt("qcow2", name, VS_OPEN_RDONLY,
-                  backed ? open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL)
-                         : NULL);
-    ok(bs != NULL && want != NULL && same(bs, want, SZ),
+    bs = tu_open_fmt("qcow2", name, VS_OPEN_RDONLY,
+                     backed ? tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL)
+                            : NULL);
+    ok(bs != NULL && want != NULL && tu_same(bs, want, SZ),
        "%s: reads what qemu-img reads", what);
     if (bs != NULL) {
         is_int(status(bs, 4 * KiB, 4 * KiB, &pnum),
@@ -344,14 +185,14 @@ test_qemu_made_write(void)
     snprintf(cmd, sizeof(cmd),
              "qemu-img create -q -f qcow2 -o extended_l2=on -b xbase -F raw "
              "'%s' 4M && qemu-io -f qcow2 %s '%s'",
-             obj_path(name), QEMU_IO_OPS, obj_path(name));
-    if (!ok(run(cmd, out, sizeof(out)) == 0, "qemu-made image to write")) {
+             tu_obj_path(name), QEMU_IO_OPS, tu_obj_path(name));
+    if (!ok(tu_run(cmd, out, sizeof(out)) == 0, "qemu-made image to write")) {
         tap_diag("%s", out);
         return;
     }
     ref = qemu_read(name, SZ);
-    bs = open_fmt("qcow2", name, 0,
-                  open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    bs = tu_open_fmt("qcow2", name, 0,
+                     tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     ok(bs != NULL && ref != NULL, "opens writable");
     if (bs == NULL || ref == NULL) {
         vs_bdev_close(bs);
@@ -365,10 +206,10 @@ test_qemu_made_write(void)
     memset(ref + 2 * MiB + 2 * SCS, 0, 4 * SCS);
     is_int(vs_bdev_discard(bs, 2 * MiB + 2 * SCS, 4 * SCS), 0,
            "discard whole subclusters");
-    ok(same(bs, ref, SZ), "reads back");
+    ok(tu_same(bs, ref, SZ), "reads back");
     vs_bdev_close(bs);
-    ok(qemu_check(name), "qemu-img check: clean after our writes");
-    ok(qemu_compare(name, ref, SZ), "qemu-img compare: equal");
+    ok(tu_qemu_check(name), "qemu-img check: clean after our writes");
+    ok(tu_qemu_compare(name, ref, SZ), "qemu-img compare: equal");
     free(ref);
 }
 
@@ -383,18 +224,18 @@ test_overlay(void)
     uint64_t pnum = 0;
     int64_t used0;
 
-    is_int(create_qcow2("ov", SZ, "xbase", "raw"), 0, "create an overlay");
+    is_int(tu_create_qcow2("ov", SZ, "xbase", "raw"), 0, "create an overlay");
     ok(qemu_extl2("ov", true), "qemu-img info: extended l2: true");
-    ok(qemu_check("ov"), "qemu-img check: fresh overlay clean");
+    ok(tu_qemu_check("ov"), "qemu-img check: fresh overlay clean");
     {
-        int fd = open(obj_path("xbase"), O_RDONLY | O_CLOEXEC);
+        int fd = open(tu_obj_path("xbase"), O_RDONLY | O_CLOEXEC);
 
         ok(fd >= 0 && read(fd, ref, SZ) == (ssize_t)SZ, "reference = base");
         if (fd >= 0)
             close(fd);
     }
-    top = open_fmt("qcow2", "ov", 0,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    top = tu_open_fmt("qcow2", "ov", 0,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     ok(top != NULL, "open the overlay over its base");
     if (top == NULL) {
         free(ref);
@@ -418,7 +259,7 @@ test_overlay(void)
     ok(put(top, ref, 7 * CS - 1000, 3000, 3), "write across clusters");
     ok(put(top, ref, 9 * CS, 3 * CS, 4), "whole clusters");
     ok(put(top, ref, 5 * CS + 9 * KiB, 100, 5), "in place, allocated");
-    ok(same(top, ref, SZ), "partial subclusters keep the base's bytes");
+    ok(tu_same(top, ref, SZ), "partial subclusters keep the base's bytes");
     memset(ref + 20 * CS + 4 * SCS, 0, 3 * SCS);
     is_int(vs_bdev_write_zeroes(top, 20 * CS + 4 * SCS, 3 * SCS, 0), 0,
            "write_zeroes of whole subclusters");
@@ -436,22 +277,22 @@ test_overlay(void)
     memset(ref + 30 * CS + 1, 0, 10);
     is_int(vs_bdev_write_zeroes(top, 30 * CS + 1, 10, 0), 0,
            "tiny write_zeroes over the base");
-    ok(same(top, ref, SZ), "reads match");
+    ok(tu_same(top, ref, SZ), "reads match");
     ok(put(top, ref, 20 * CS + 5 * SCS + 7, 100, 6),
        "write into a zero subcluster");
-    ok(same(top, ref, SZ), "the rest stays zero");
+    ok(tu_same(top, ref, SZ), "the rest stays zero");
     is_int(vs_bdev_flush(top), 0, "flush");
     vs_bdev_close(top);
-    ok(qemu_check("ov"), "qemu-img check: clean");
-    ok(qemu_compare("ov", ref, SZ), "qemu-img compare: equal to reference");
+    ok(tu_qemu_check("ov"), "qemu-img check: clean");
+    ok(tu_qemu_compare("ov", ref, SZ), "qemu-img compare: equal to reference");
     snprintf(cmd, sizeof(cmd),
              "qemu-io -f qcow2 -c 'write -P 0x77 %llu 3000' '%s'",
-             (unsigned long long)(40 * CS + 500), obj_path("ov"));
-    ok(run(cmd, out, sizeof(out)) == 0, "qemu-io writes on top of ours");
+             (unsigned long long)(40 * CS + 500), tu_obj_path("ov"));
+    ok(tu_run(cmd, out, sizeof(out)) == 0, "qemu-io writes on top of ours");
     memset(ref + 40 * CS + 500, 0x77, 3000);
-    top = open_fmt("qcow2", "ov", VS_OPEN_RDONLY,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
-    ok(top != NULL && same(top, ref, SZ), "reopened: qemu's write and ours");
+    top = tu_open_fmt("qcow2", "ov", VS_OPEN_RDONLY,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    ok(top != NULL && tu_same(top, ref, SZ), "reopened: qemu's write and ours");
     vs_bdev_close(top);
     free(ref);
 }
@@ -461,13 +302,13 @@ static void
 test_switch(void)
 {
     setenv("VSTORFS_QCOW2_EXTL2", "0", 1);
-    is_int(create_qcow2("ov0", SZ, "xbase", "raw"), 0, "create with =0");
+    is_int(tu_create_qcow2("ov0", SZ, "xbase", "raw"), 0, "create with =0");
     ok(qemu_extl2("ov0", false), "qemu-img info: extended l2: false");
     setenv("VSTORFS_QCOW2_EXTL2", "1", 1);
-    is_int(create_qcow2("ov1", SZ, NULL, NULL), 0, "create without backing");
+    is_int(tu_create_qcow2("ov1", SZ, NULL, NULL), 0, "create without backing");
     ok(qemu_extl2("ov1", false), "no backing: no subclusters");
     setenv("VSTORFS_QCOW2_EXTL2", "all", 1);
-    is_int(create_qcow2("ova", SZ, NULL, NULL), 0, "create with =all");
+    is_int(tu_create_qcow2("ova", SZ, NULL, NULL), 0, "create with =all");
     ok(qemu_extl2("ova", true), "=all: subclusters without a backing too");
     unsetenv("VSTORFS_QCOW2_EXTL2");
 }
@@ -477,7 +318,7 @@ static void
 test_no_backing(void)
 {
     uint8_t *ref = calloc(1, SZ);
-    struct vs_bdev *bs = open_fmt("qcow2", "ova", 0, NULL);
+    struct vs_bdev *bs = tu_open_fmt("qcow2", "ova", 0, NULL);
     uint64_t pnum = 0;
 
     ok(bs != NULL, "open the layer without backing");
@@ -499,10 +340,10 @@ test_no_backing(void)
     memset(ref + 3 * CS, 0, 2 * SCS);
     is_int(vs_bdev_write_zeroes(bs, 3 * CS, 2 * SCS, VS_IO_MAY_UNMAP), 0,
            "zero subclusters with unmap");
-    ok(same(bs, ref, SZ), "reads match");
+    ok(tu_same(bs, ref, SZ), "reads match");
     vs_bdev_close(bs);
-    ok(qemu_check("ova"), "qemu-img check: clean");
-    ok(qemu_compare("ova", ref, SZ), "qemu-img compare: equal");
+    ok(tu_qemu_check("ova"), "qemu-img check: clean");
+    ok(tu_qemu_compare("ova", ref, SZ), "qemu-img compare: equal");
     free(ref);
 }
 
@@ -518,9 +359,9 @@ test_grow(void)
     uint64_t pnum = 0;
 
     setenv("VSTORFS_QCOW2_EXTL2", "all", 1);
-    create_qcow2("grow", 4 * MiB, NULL, NULL);
+    tu_create_qcow2("grow", 4 * MiB, NULL, NULL);
     unsetenv("VSTORFS_QCOW2_EXTL2");
-    bs = open_fmt("qcow2", "grow", 0, NULL);
+    bs = tu_open_fmt("qcow2", "grow", 0, NULL);
     is_int(bs ? vs_bdev_truncate(bs, big) : -1, 0, "grow 4 MiB -> 3 GiB");
     fill(buf, sizeof(buf), 8);
     is_int(bs ? vs_bdev_pwrite(bs, buf, 3000, big - 3000) : -1, 3000,
@@ -535,8 +376,8 @@ test_grow(void)
     is_int(bs ? vs_bdev_discard(bs, big - 500, 500) : -1, 0,
            "discard the last 500 bytes (a subcluster cut by the size)");
     vs_bdev_close(bs);
-    ok(qemu_check("grow"), "qemu-img check: clean after growing");
-    bs = open_fmt("qcow2", "grow", VS_OPEN_RDONLY, NULL);
+    ok(tu_qemu_check("grow"), "qemu-img check: clean after growing");
+    bs = tu_open_fmt("qcow2", "grow", VS_OPEN_RDONLY, NULL);
     memset(buf + 2500, 0, 500);
     ok(bs != NULL && vs_bdev_pread(bs, back, 3000, big - 3000) == 3000 &&
            memcmp(buf, back, 3000) == 0,
@@ -552,22 +393,22 @@ test_chain(void)
     uint8_t *ref = malloc(SZ), *want;
     struct vs_bdev *mid, *top;
 
-    int fd = open(obj_path("xbase"), O_RDONLY | O_CLOEXEC);
+    int fd = open(tu_obj_path("xbase"), O_RDONLY | O_CLOEXEC);
     bool good = fd >= 0 && read(fd, ref, SZ) == (ssize_t)SZ;
 
     if (fd >= 0)
         close(fd);
-    create_qcow2("cm", SZ, "xbase", "raw");
-    mid = open_fmt("qcow2", "cm", 0,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    tu_create_qcow2("cm", SZ, "xbase", "raw");
+    mid = tu_open_fmt("qcow2", "cm", 0,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     for (uint64_t c = 0; good && mid != NULL && c < 16; c++)
         good = put(mid, ref, c * CS + (c % 4) * 8 * KiB, 4 * KiB,
                    (unsigned)c + 10);
     vs_bdev_close(mid);
-    create_qcow2("ct", SZ, "cm", "qcow2");
-    mid = open_fmt("qcow2", "cm", VS_OPEN_RDONLY,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
-    top = mid != NULL ? open_fmt("qcow2", "ct", 0, mid) : NULL;
+    tu_create_qcow2("ct", SZ, "cm", "qcow2");
+    mid = tu_open_fmt("qcow2", "cm", VS_OPEN_RDONLY,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    top = mid != NULL ? tu_open_fmt("qcow2", "ct", 0, mid) : NULL;
     ok(good && top != NULL, "a chain of two subcluster layers");
     if (top == NULL) {
         free(ref);
@@ -576,10 +417,12 @@ test_chain(void)
     for (uint64_t c = 0; good && c < 16; c += 2)
         good = put(top, ref, c * CS + 20 * KiB + 1, 6 * KiB, (unsigned)c + 40);
     ok(good, "writes into the top, same clusters");
-    ok(same(top, ref, SZ), "reads walk through partly owned clusters (cold)");
-    ok(same(top, ref, SZ), "and again (owner cache warm)");
+    ok(tu_same(top, ref, SZ),
+       "reads walk through partly owned clusters (cold)");
+    ok(tu_same(top, ref, SZ), "and again (owner cache warm)");
     vs_bdev_close(top);
-    ok(qemu_check("cm") && qemu_check("ct"), "qemu-img check: both clean");
+    ok(tu_qemu_check("cm") && tu_qemu_check("ct"),
+       "qemu-img check: both clean");
     want = qemu_read("ct", SZ);
     ok(want != NULL && memcmp(want, ref, SZ) == 0,
        "qemu-img reads the chain as we do");
@@ -597,9 +440,9 @@ test_fua(void)
     struct iovec iov = {buf, sizeof(buf)};
     struct vs_bdev *top, *other;
 
-    create_qcow2("fua", SZ, "xbase", "raw");
-    top = open_fmt("qcow2", "fua", 0,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    tu_create_qcow2("fua", SZ, "xbase", "raw");
+    top = tu_open_fmt("qcow2", "fua", 0,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     fill(buf, sizeof(buf), 50);
     ok(top != NULL && vs_bdev_pwrite(top, buf, 4096, 3 * CS) == 4096 &&
            vs_bdev_flush(top) == 0,
@@ -608,8 +451,8 @@ test_fua(void)
     is_int(top ? vs_bdev_pwritev(top, &iov, 1, 3 * CS + 8 * KiB, VS_IO_FUA)
                : -1,
            4096, "FUA write of new subclusters in it");
-    other = open_fmt("qcow2", "fua", VS_OPEN_RDONLY,
-                     open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    other = tu_open_fmt("qcow2", "fua", VS_OPEN_RDONLY,
+                        tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     ok(other != NULL &&
            vs_bdev_pread(other, back, 4096, 3 * CS + 8 * KiB) == 4096 &&
            memcmp(buf, back, 4096) == 0,
@@ -622,27 +465,19 @@ test_fua(void)
 
 #define THREADS 4
 
-struct worker {
-    struct vs_bdev *bs;
-    int id;
-    int failures;
-};
-
 /* Each thread writes its own 4 KiB (two subclusters) of every cluster,
  * so all of them fill the same clusters at once. */
 static void *
 worker_run(void *arg)
 {
-    struct worker *w = arg;
-    uint8_t buf[4096], back[4096];
+    struct tu_worker *w = arg;
+    uint8_t buf[4096];
 
     for (uint64_t c = 0; c < SZ / CS; c++) {
         uint64_t off = c * CS + (uint64_t)w->id * 4096 + (c & 1) * 1000;
 
         fill(buf, sizeof(buf), (unsigned)(c * THREADS + (uint64_t)w->id));
-        if (vs_bdev_pwrite(w->bs, buf, sizeof(buf), off) != sizeof(buf) ||
-            vs_bdev_pread(w->bs, back, sizeof(back), off) != sizeof(back) ||
-            memcmp(buf, back, sizeof(buf)) != 0)
+        if (!tu_round_trip(w->bs, buf, sizeof(buf), off))
             w->failures++;
     }
     return NULL;
@@ -652,63 +487,45 @@ static void
 test_threads(void)
 {
     uint8_t *ref = malloc(SZ);
-    struct worker w[THREADS];
-    pthread_t t[THREADS];
     struct vs_bdev *top;
-    int failures = 0, fd = open(obj_path("xbase"), O_RDONLY | O_CLOEXEC);
+    int fd = open(tu_obj_path("xbase"), O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || read(fd, ref, SZ) != (ssize_t)SZ)
         tap_diag("cannot read the base");
     if (fd >= 0)
         close(fd);
-    create_qcow2("tt", SZ, "xbase", "raw");
-    top = open_fmt("qcow2", "tt", 0,
-                   open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
+    tu_create_qcow2("tt", SZ, "xbase", "raw");
+    top = tu_open_fmt("qcow2", "tt", 0,
+                      tu_open_fmt("raw", "xbase", VS_OPEN_RDONLY, NULL));
     if (!ok(top != NULL, "open for threads")) {
         free(ref);
         return;
     }
-    for (int i = 0; i < THREADS; i++) {
-        w[i] = (struct worker){top, i, 0};
-        pthread_create(&t[i], NULL, worker_run, &w[i]);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        pthread_join(t[i], NULL);
-        failures += w[i].failures;
-    }
-    is_int(failures, 0, "threads filling the same clusters");
+    is_int(tu_run_workers(top, THREADS, worker_run), 0,
+           "threads filling the same clusters");
     for (uint64_t c = 0; c < SZ / CS; c++) {
         for (int i = 0; i < THREADS; i++)
             fill(ref + c * CS + (uint64_t)i * 4096 + (c & 1) * 1000, 4096,
                  (unsigned)(c * THREADS + (uint64_t)i));
     }
-    ok(same(top, ref, SZ), "every thread's write survived");
+    ok(tu_same(top, ref, SZ), "every thread's write survived");
     vs_bdev_close(top);
-    ok(qemu_check("tt"), "qemu-img check: clean");
-    ok(qemu_compare("tt", ref, SZ), "qemu-img compare: equal");
+    ok(tu_qemu_check("tt"), "qemu-img check: clean");
+    ok(tu_qemu_compare("tt", ref, SZ), "qemu-img compare: equal");
     free(ref);
 }
 
 int
 main(void)
 {
-    char loc[160];
     uint8_t *data;
 
-    if (mkdtemp(base) == NULL) {
-        perror(base);
+    if (tu_scratch_open(base, &st) < 0)
         return 1;
-    }
-    snprintf(store_dir, sizeof(store_dir), "%s/store", base);
-    snprintf(loc, sizeof(loc), "dir:%s", store_dir);
-    if (vs_store_open(loc, true, &st) < 0) {
-        tap_diag("cannot create a store at %s", loc);
-        return 1;
-    }
     unsetenv("VSTORFS_QCOW2_EXTL2");
     data = malloc(SZ);
     fill(data, SZ, 3);
-    is_int(create_raw("xbase", data, SZ), 0, "a raw base of 4 MiB");
+    is_int(tu_create_raw("xbase", data, SZ), 0, "a raw base of 4 MiB");
     free(data);
     test_qemu_made("64k", "", true);
     test_qemu_made("16k", ",cluster_size=16k", true);
@@ -722,7 +539,6 @@ main(void)
     test_chain();
     test_fua();
     test_threads();
-    vs_store_close(st);
-    nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_close(st);
     return tap_done();
 }
