@@ -80,18 +80,6 @@ vs_chain_link_text(struct vs_tree *tree, struct vs_node *vol, char *buf,
                     parent->cat.name);
 }
 
-/* Does CANDIDATE appear in the chain below (and including) FROM? */
-static bool
-in_chain(struct vs_tree *tree, struct vs_node *from, struct vs_node *candidate)
-{
-    for (int depth = 0; from && depth <= VS_CHAIN_MAX; depth++) {
-        if (from == candidate)
-            return true;
-        from = vs_tree_volume(tree, from->cat.backing_id);
-    }
-    return false;
-}
-
 static int
 open_count(struct vs_volume *vol, int *writers)
 {
@@ -172,7 +160,7 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
         return -EEXIST;
     if (vs_merge_busy(parent->cat.id))
         return -EBUSY;
-    if (parent == vol || in_chain(tree, parent, vol))
+    if (vs_tree_in_chain(tree, parent, vol->cat.id))
         return -ELOOP;
     r = vs_node_bdev(tree, vol, &bs);
     if (r < 0)

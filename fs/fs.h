@@ -253,6 +253,15 @@ int vs_merge_list(char *buf, size_t len);
  * separately from the volume's shared chain. */
 int vs_tree_open_chain(struct vs_tree *tree, struct vs_node *node,
                        unsigned flags, struct vs_bdev **out);
+/* The same, with NODE's own layer as ROW describes it (its object, format
+ * and backing): a switch opens the new chain before the row is stored, so
+ * a layer that does not open changes nothing. */
+int vs_tree_open_chain_as(struct vs_tree *tree, struct vs_node *node,
+                          const struct vs_cat_node *row, unsigned flags,
+                          struct vs_bdev **out);
+/* Whether volume LAYER is N itself or one of the layers below N. */
+bool vs_tree_in_chain(struct vs_tree *tree, const struct vs_node *n,
+                      int64_t layer);
 
 /* Attach an in-memory node for a catalog row (tree.c, used by rescan). */
 int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);

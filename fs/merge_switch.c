@@ -14,11 +14,31 @@
 #include "vs/log.h"
 #include "vs/names.h"
 
+/* With C's I/O held off: open C's chain as ROW describes it, then store
+ * ROW (record, catalog) and put the chain in place.  Opening first means a
+ * layer that will not open changes nothing durable: C keeps writing where
+ * its record says, and the merge resumes at the next start. */
+static int
+store_and_swap(struct vs_tree *tree, struct vs_node *c,
+               const struct vs_cat_node *row, struct vs_node *p)
+{
+    struct vs_cat_node stored = *row;
+    struct vs_bdev *fresh;
+    int r = vs_tree_open_chain_as(tree, c, row, VS_OPEN_DIRECT, &fresh);
+
+    if (r == 0 && (r = vs_tree_store_row(tree, c, &stored, p)) < 0)
+        vs_bdev_close(fresh);
+    if (r < 0)
+        return r;
+    vs_tree_replace_row(tree, c, &stored);
+    vs_bdev_close(vs_volume_swap(c->vol, fresh));
+    return 0;
+}
+
 static int
 switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
 {
     struct vs_cat_node row = c->cat;
-    struct vs_bdev *fresh = NULL, *old;
     int r;
 
     row.backing_id = p ? p->cat.id : 0;
@@ -37,29 +57,9 @@ switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
                "its image: %s",
                c->vol->label, strerror(-r));
     if (r == 0)
-        r = vs_tree_store_row(tree, c, &row, p);
-    if (r == 0) {
-        vs_tree_replace_row(tree, c, &row);
-        r = vs_tree_open_chain(tree, c, VS_OPEN_DIRECT, &fresh);
-    }
-    if (r == 0) {
-        old = vs_volume_swap(c->vol, fresh);
-        vs_bdev_close(old);
-    }
+        r = store_and_swap(tree, c, &row, p);
     pthread_rwlock_unlock(&c->vol->io_lock);
     return r;
-}
-
-/* Does N's chain pass through LAYER? */
-static bool
-chain_contains(struct vs_tree *tree, struct vs_node *n, int64_t layer)
-{
-    for (int depth = 0; n && depth <= VS_CHAIN_MAX; depth++) {
-        if (n->cat.id == layer)
-            return true;
-        n = vs_tree_volume(tree, n->cat.backing_id);
-    }
-    return false;
 }
 
 /* Reopen N's chain: its cached copies of the layers below are stale once a
@@ -89,7 +89,7 @@ refresh_above(struct vs_tree *tree, struct vs_node *c)
     for (size_t i = 0; i < tree->hash_size && r == 0; i++)
         for (struct vs_node *n = tree->hash[i]; n && r == 0; n = n->hash_next)
             if (n != c && n->cat.kind == VS_NODE_VOLUME && n->vol->bdev &&
-                chain_contains(tree, n, c->cat.id))
+                vs_tree_in_chain(tree, n, c->cat.id))
                 r = refresh_chain(tree, n);
     return r;
 }
@@ -180,7 +180,6 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
     struct vs_tree *tree = job->tree;
     char old_object[VS_OBJECT_MAX + 1], name[VS_NAME_MAX + 1] = "";
     struct vs_node *v, *c, *p;
-    struct vs_bdev *fresh = NULL;
     struct vs_cat_node row;
     int64_t image_id = 0;
     void *buf = malloc(CHUNK);
@@ -211,16 +210,7 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
     snprintf(row.format, sizeof(row.format), "%s", v->cat.format);
     row.backing_id = job->p_id;
     if (r == 0)
-        r = vs_tree_store_row(tree, c, &row, p);
-    if (r == 0) {
-        vs_tree_replace_row(tree, c, &row);
-        r = vs_tree_open_chain(tree, c, VS_OPEN_DIRECT, &fresh);
-        if (r == 0)
-            vs_bdev_close(vs_volume_swap(c->vol, fresh));
-        else /* the old chain reads the same bytes until the next start */
-            vs_log(LOG_ERR, "volume '%s': cannot open its new layer: %s",
-                   c->vol->label, strerror(-r));
-    }
+        r = store_and_swap(tree, c, &row, p);
     free((void *)atomic_exchange(&c->vol->dirty, NULL));
     c->vol->dirty_chunks = 0;
     pthread_rwlock_unlock(&c->vol->io_lock);

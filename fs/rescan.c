@@ -90,14 +90,15 @@ was_seen(const struct scan *s, const char *uuid)
     return false;
 }
 
-/* Whether a volume record other than REC names REC's object: a layer
- * merged down gave its object to its child (merge.c). */
+/* Whether a volume record other than EXCEPT names OBJECT (a layer merged
+ * down gave its object to its child, merge.c). */
 static bool
-object_shared(const struct scan *s, const struct vs_record *rec)
+object_named(const struct scan *s, const char *object,
+             const struct vs_record *except)
 {
     for (size_t i = 0; i < s->nrecs; i++)
-        if (&s->recs[i] != rec && s->recs[i].kind == VS_REC_VOLUME &&
-            strcmp(s->recs[i].object, rec->object) == 0)
+        if (&s->recs[i] != except && s->recs[i].kind == VS_REC_VOLUME &&
+            strcmp(s->recs[i].object, object) == 0)
             return true;
     return false;
 }
@@ -108,7 +109,9 @@ static void
 finish_removal(struct scan *s, struct vs_store *st, struct vs_meta_area *meta,
                struct vs_record *rec)
 {
-    int r = object_shared(s, rec) ? 0 : vs_object_remove(st, rec->object);
+    int r = object_named(s, rec->object, rec)
+                ? 0
+                : vs_object_remove(st, rec->object);
 
     if (r == 0 || r == -ENOENT)
         r = vs_meta_area_free(meta, rec->slot);
@@ -129,12 +132,8 @@ remove_leftover(const char *name, void *arg)
     struct leftovers *l = arg;
     int r;
 
-    if (!vs_uuid_valid(name))
-        return 0; /* "metadata", or not ours */
-    for (size_t i = 0; i < l->s->nrecs; i++)
-        if (l->s->recs[i].kind == VS_REC_VOLUME &&
-            strcmp(l->s->recs[i].object, name) == 0)
-            return 0;
+    if (!vs_uuid_valid(name) || object_named(l->s, name, NULL))
+        return 0; /* "metadata", not ours, or named */
     r = vs_object_remove(l->st, name);
     vs_log(LOG_NOTICE,
            "domain '%s': object '%s' is named by no record (a creation "

@@ -298,11 +298,13 @@ vs_tree_volume(struct vs_tree *tree, int64_t id)
     return n && n->cat.kind == VS_NODE_VOLUME ? n : NULL;
 }
 
-/* Open NODE's layer and, below it, its parents: format over object over
- * the backing chain.  Parents open read-only: they have children. */
+/* Open NODE's layer as CAT describes it and, below it, its parents:
+ * format over object over the backing chain.  Parents open read-only:
+ * they have children. */
 static int
-open_layer(struct vs_tree *tree, struct vs_node *node, unsigned flags,
-           int depth, struct vs_bdev **out)
+open_layer(struct vs_tree *tree, struct vs_node *node,
+           const struct vs_cat_node *cat, unsigned flags, int depth,
+           struct vs_bdev **out)
 {
     struct vs_bdev *file = NULL, *backing = NULL;
     struct vs_node *parent;
@@ -310,26 +312,26 @@ open_layer(struct vs_tree *tree, struct vs_node *node, unsigned flags,
 
     if (depth > VS_CHAIN_MAX)
         return -ELOOP;
-    if (node->cat.backing_id) {
-        parent = vs_tree_volume(tree, node->cat.backing_id);
-        r = parent ? open_layer(tree, parent, VS_OPEN_RDONLY | VS_OPEN_DIRECT,
-                                depth + 1, &backing)
+    if (cat->backing_id) {
+        parent = vs_tree_volume(tree, cat->backing_id);
+        r = parent ? open_layer(tree, parent, &parent->cat,
+                                VS_OPEN_RDONLY | VS_OPEN_DIRECT, depth + 1,
+                                &backing)
                    : -ENOLINK;
         if (r < 0)
             return r; /* logged where it failed */
     }
-    r = vs_object_open(node->domain->store, node->cat.object, flags,
+    r = vs_object_open(node->domain->store, cat->object, flags,
                        node->vol->label, &file);
     if (r == 0)
-        r = vs_format_open(node->cat.format, file, backing, flags, out);
+        r = vs_format_open(cat->format, file, backing, flags, out);
     if (r < 0) {
         /* the one line that names the damaged layer; the daemon goes on
          * serving every other volume */
         vs_log(LOG_ERR,
                "volume '%s': its layer (object '%s', %s) cannot be "
                "opened: %s",
-               node->vol->label, node->cat.object, node->cat.format,
-               strerror(-r));
+               node->vol->label, cat->object, cat->format, strerror(-r));
         vs_bdev_close(file);
         vs_bdev_close(backing);
     }
@@ -340,21 +342,24 @@ int
 vs_tree_open_chain(struct vs_tree *tree, struct vs_node *node, unsigned flags,
                    struct vs_bdev **out)
 {
-    return open_layer(tree, node, flags, 0, out);
+    return open_layer(tree, node, &node->cat, flags, 0, out);
 }
 
-/* Is NODE below N in N's chain? */
-static bool
-based_on(struct vs_tree *tree, const struct vs_node *n,
-         const struct vs_node *node)
+int
+vs_tree_open_chain_as(struct vs_tree *tree, struct vs_node *node,
+                      const struct vs_cat_node *row, unsigned flags,
+                      struct vs_bdev **out)
 {
-    int64_t id = n->cat.backing_id;
+    return open_layer(tree, node, row, flags, 0, out);
+}
 
-    for (int depth = 0; id > 0 && depth <= VS_CHAIN_MAX; depth++) {
-        if (id == node->cat.id)
+bool
+vs_tree_in_chain(struct vs_tree *tree, const struct vs_node *n, int64_t layer)
+{
+    for (int depth = 0; n && depth <= VS_CHAIN_MAX; depth++) {
+        if (n->cat.id == layer)
             return true;
-        n = vs_tree_volume(tree, id);
-        id = n ? n->cat.backing_id : 0;
+        n = vs_tree_volume(tree, n->cat.backing_id);
     }
     return false;
 }
@@ -371,8 +376,8 @@ flush_children(struct vs_tree *tree, const struct vs_node *node)
 
     for (size_t i = 0; i < tree->hash_size && r == 0; i++) {
         for (struct vs_node *n = tree->hash[i]; n && r == 0; n = n->hash_next) {
-            if (n->cat.kind != VS_NODE_VOLUME || !n->vol->bdev ||
-                !based_on(tree, n, node))
+            if (n->cat.kind != VS_NODE_VOLUME || !n->vol->bdev || n == node ||
+                !vs_tree_in_chain(tree, n, node->cat.id))
                 continue;
             pthread_rwlock_rdlock(&n->vol->io_lock);
             r = n->vol->bdev ? vs_bdev_flush(n->vol->bdev) : 0;
@@ -392,7 +397,7 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
         return 0;
     if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
         return r;
-    r = open_layer(tree, node, VS_OPEN_DIRECT, 0, &bs);
+    r = open_layer(tree, node, &node->cat, VS_OPEN_DIRECT, 0, &bs);
     if (r < 0)
         return r;
     *out = vs_volume_install(node->vol, bs);

@@ -190,8 +190,6 @@ vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len)
     first = off / VS_MERGE_CHUNK;
     last = (off + len - 1) / VS_MERGE_CHUNK;
     /* past the chunks the merge knows: it copies the tail under the lock */
-    if (last >= vol->dirty_chunks)
-        last = vol->dirty_chunks - 1;
     for (uint64_t c = first; c <= last && c < vol->dirty_chunks; c++)
         atomic_fetch_or(&map[c / 64], 1ull << (c % 64));
 }

@@ -416,8 +416,10 @@ dir_truncate(struct vs_bdev *bs, uint64_t size)
 {
     if (size > INT64_MAX)
         return -EFBIG;
+    if (ftruncate(obj(bs)->fd, (off_t)size) < 0)
+        return -errno;
     drop_run(obj(bs));
-    return ftruncate(obj(bs)->fd, (off_t)size) < 0 ? -errno : 0;
+    return 0;
 }
 
 int
@@ -434,11 +436,14 @@ dir_fallocate(struct vs_bdev *bs, int mode, uint64_t offset, uint64_t length)
 
     if (r < 0)
         return r;
-    if (mode != 0)
-        drop_run(obj(bs));
     if (fallocate(obj(bs)->fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                  (off_t)length) == 0)
+                  (off_t)length) == 0) {
+        /* after the change: a search that raced with it sees a new
+         * generation and keeps nothing */
+        if (mode != 0)
+            drop_run(obj(bs));
         return 0;
+    }
     return errno == EOPNOTSUPP || errno == ENOSYS ? -ENOTSUP : -errno;
 }
 
