@@ -98,6 +98,11 @@ uint64_t crashsim_now(void);
  * to record what lives outside the disks at that instant (a catalog). */
 void crashsim_set_hook(void (*fn)(uint64_t seq, void *arg), void *arg);
 
+/* Fail opens of objects named NAME (in any crashsim store) with -ERR once
+ * SKIP more opens of it have succeeded; NAME NULL ends it.  For the error
+ * paths of code that opens objects itself. */
+void crashsim_store_fail_opens(const char *name, unsigned skip, int err);
+
 /* ---- worlds: every crashsim store at once ---- */
 
 /* Free every store of the registry ("crashsim:" locations) and its disks. */

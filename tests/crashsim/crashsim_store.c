@@ -18,6 +18,7 @@
  * to rebuild the stores as a power loss at any instant leaves them.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,10 @@
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cs_store **stores;
 static size_t nstores, stores_cap;
+/* crashsim_store_fail_opens (under registry_lock) */
+static char fail_name[256];
+static unsigned fail_skip;
+static int fail_err;
 
 static bool
 is_live(uint64_t gone)
@@ -314,16 +319,31 @@ object_remove(struct vs_store *st, const char *name)
     return 0;
 }
 
+void
+crashsim_store_fail_opens(const char *name, unsigned skip, int err)
+{
+    pthread_mutex_lock(&registry_lock);
+    snprintf(fail_name, sizeof(fail_name), "%s", name ? name : "");
+    fail_skip = skip;
+    fail_err = err;
+    pthread_mutex_unlock(&registry_lock);
+}
+
 static int
 object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
 {
     struct cs_object *o;
+    int r = 0;
 
     pthread_mutex_lock(&registry_lock);
     o = find_object(st->opaque, name);
-    bs->opaque = o != NULL ? o->disk : NULL;
+    if (o == NULL)
+        r = -ENOENT;
+    else if (fail_name[0] && strcmp(fail_name, name) == 0 && fail_skip-- == 0)
+        r = -fail_err, fail_skip = 0;
+    bs->opaque = r == 0 ? o->disk : NULL;
     pthread_mutex_unlock(&registry_lock);
-    return o != NULL ? 0 : -ENOENT;
+    return r;
 }
 
 static int

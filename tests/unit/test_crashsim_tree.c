@@ -35,6 +35,9 @@
  *      be the model after it, exactly);
  *   5. a merge a record says was under way is resumed and, once it ended,
  *      checks 1-4 hold again.
+ * Last, an error path: a merge down whose switch cannot open the child's
+ * new layer (the simulator fails that open) must leave the child's record
+ * where the guest's later writes go, and resume at the next start.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -996,6 +999,112 @@ judge(const char *state, const char *cat, const struct model *a,
     return good;
 }
 
+/* ---- a switch whose new layer does not open ---- */
+
+/* Read VOLUME (LEN bytes) into BUF through its chain. */
+static int
+read_volume(const char *image, const char *name, void *buf, size_t len)
+{
+    struct vs_volume *vol = NULL;
+    int r = volume_of(image, name, &vol);
+    ssize_t n;
+
+    if (r < 0)
+        return r;
+    pthread_rwlock_rdlock(&vol->io_lock);
+    n = vs_bdev_pread(vol->bdev, buf, len, 0);
+    pthread_rwlock_unlock(&vol->io_lock);
+    vs_volume_unref(vol);
+    return n == (ssize_t)len ? 0 : n < 0 ? (int)n : -EIO;
+}
+
+static void
+wait_merges(void)
+{
+    while (vs_merge_any_running())
+        usleep(1000);
+}
+
+/* A merge down whose last step cannot open the child's new layer: nothing
+ * durable may have moved, so the guest's writes after the failure are
+ * still there after a restart, and the merge then resumes and ends. */
+static void
+test_switch_open_fails(void)
+{
+    static const char img[] = "img";
+    char cat_path[300], s_object[VS_OBJECT_MAX + 1],
+        v_object[VS_OBJECT_MAX + 1];
+    uint8_t *ref = malloc(2 * MIB), *got = malloc(2 * MIB);
+    struct vs_node *n;
+    bool good;
+    int r;
+
+    snprintf(cat_path, sizeof(cat_path), "%s/fail.db", work_dir);
+    r = ref && got
+            ? vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, &tree)
+            : -ENOMEM;
+    if (r == 0)
+        r = do_mkdir(NULL, NULL);
+    if (r == 0)
+        r = do_mkdir(img, NULL);
+    if (r == 0)
+        r = do_mkdir(img, "v");
+    for (size_t i = 0; r == 0 && i < 2 * MIB; i++)
+        ref[i] = (uint8_t)(rng() >> 24);
+    if (r == 0)
+        r = do_io(img, "v", IO_WRITE, 0, ref, 2 * MIB);
+    vs_tree_wrlock(tree);
+    n = r == 0 ? lookup(img, "v") : NULL;
+    r = n ? vs_chain_snapshot(tree, n, "s", &n) : r < 0 ? r : -ENOENT;
+    vs_tree_unlock(tree);
+    memset(ref + 65536, 0x5a, 65536); /* a small delta: the merge goes down */
+    if (r == 0)
+        r = do_io(img, "v", IO_WRITE, 65536, ref + 65536, 65536);
+    ok(r == 0, "switch failure: a volume, a snapshot and a delta");
+    if (r < 0)
+        goto out;
+    snprintf(s_object, sizeof(s_object), "%s", lookup(img, "s")->cat.object);
+    snprintf(v_object, sizeof(v_object), "%s", lookup(img, "v")->cat.object);
+    /* opens of the snapshot's object: by the plan, by the copy, then the
+     * switch's, which fails */
+    crashsim_store_fail_opens(s_object, 2, EIO);
+    vs_tree_wrlock(tree);
+    r = vs_tree_rmdir(tree, lookup(img, "s"));
+    vs_tree_unlock(tree);
+    wait_merges();
+    crashsim_store_fail_opens(NULL, 0, 0);
+    is_int(r, 0, "switch failure: rmdir starts the merge");
+    ok(lookup(img, "s") && (lookup(img, "s")->cat.flags & VS_RECF_MERGE_DOWN),
+       "switch failure: the layer is still there, marked for a merge down");
+    ok(strcmp(lookup(img, "v")->cat.object, v_object) == 0,
+       "switch failure: the volume's record still names its own object");
+    memset(ref + 3 * 65536, 0xc3, 65536);
+    r = do_io(img, "v", IO_WRITE, 3 * 65536, ref + 3 * 65536, 65536);
+    is_int(r, 0, "switch failure: the guest writes on");
+    vs_tree_close(tree);
+    tree = NULL;
+    /* the next start: the writes are where the record says, and the
+     * merge resumes */
+    r = vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, &tree);
+    if (r == 0) {
+        vs_merge_resume_all(tree);
+        wait_merges();
+        r = read_volume(img, "v", got, 2 * MIB);
+    }
+    good = r == 0 && memcmp(got, ref, 2 * MIB) == 0;
+    ok(good, "switch failure: after a restart the volume reads every write");
+    ok(r == 0 && !lookup(img, "s") &&
+           strcmp(lookup(img, "v")->cat.object, s_object) == 0,
+       "switch failure: the resumed merge ended; the volume took the "
+       "layer's object");
+out:
+    vs_tree_close(tree);
+    tree = NULL;
+    crashsim_store_drop_all();
+    free(ref);
+    free(got);
+}
+
 /* ---- the fates of unflushed events ---- */
 
 enum fate_kind { FATE_DROP, FATE_RANDOM };
@@ -1122,6 +1231,7 @@ main(void)
                  stats.states, stats.in_order, stats.reordered, stats.resumed,
                  stats.qemu_checked, stats.qemu_cached);
     }
+    test_switch_open_fails();
     vs_merge_stop_all();
     crashsim_world_free(w);
     for (int k = 0; k <= MAX_OPS; k++)
