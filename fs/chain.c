@@ -117,8 +117,23 @@ make_layer(struct vs_store *st, const char *name, const char *format,
     return r;
 }
 
+/* Put VOL's record back as it stands in memory (dropping a pending mark);
+ * if that fails the mark stays, and the next rescan removes the object. */
+static void
+unmark(struct vs_tree *tree, struct vs_node *vol)
+{
+    struct vs_cat_node row = vol->cat;
+
+    if (vs_tree_store_row(tree, vol, &row,
+                          vs_tree_volume(tree, row.backing_id)) == 0)
+        vol->cat.generation = row.generation;
+}
+
 /* Point VOL at a new object of FORMAT over PARENT (NULL: an empty base):
- * new object, record, catalog, then the old object goes. */
+ * VOL's record names the new object as pending, the object is made, the
+ * record names it as VOL's own and the old one as retired, then the old
+ * object goes.  A crash at any point leaves a record saying which object
+ * a rescan removes. */
 static int
 relayer(struct vs_tree *tree, struct vs_node *vol, const char *format,
         struct vs_node *parent, uint64_t size)
@@ -131,19 +146,28 @@ relayer(struct vs_tree *tree, struct vs_node *vol, const char *format,
     vs_uuid_generate(row.object);
     snprintf(row.format, sizeof(row.format), "%s", format);
     row.backing_id = parent ? parent->cat.id : 0;
-    r = make_layer(st, row.object, format, size, parent, vol->vol->label);
+    r = vs_tree_mark_pending(tree, vol, row.object);
     if (r < 0)
         return r;
-    r = vs_tree_store_row(tree, vol, &row, parent);
+    row.generation = vol->cat.generation;
+    r = make_layer(st, row.object, format, size, parent, vol->vol->label);
     if (r < 0) {
-        vs_object_remove(st, row.object);
+        unmark(tree, vol);
         return r;
     }
     memcpy(old_object, vol->cat.object, sizeof(old_object));
+    r = vs_tree_store_row_marked(tree, vol, &row, parent, NULL, old_object);
+    if (r < 0) {
+        vs_object_remove(st, row.object);
+        unmark(tree, vol);
+        return r;
+    }
     vs_tree_replace_row(tree, vol, &row);
     vs_volume_drop(vol->vol);
     if (vs_object_remove(st, old_object) < 0)
-        vs_log(LOG_WARNING, "volume '%s': old object '%s' not removed",
+        vs_log(LOG_WARNING,
+               "volume '%s': old object '%s' not removed; the next "
+               "start removes it",
                vol->vol->label, old_object);
     return 0;
 }
@@ -158,6 +182,8 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
 
     if (vol->cat.backing_id)
         return -EEXIST;
+    if ((r = vs_node_check_writable(vol)) < 0)
+        return r;
     if (vs_merge_busy(parent->cat.id))
         return -EBUSY;
     if (vs_tree_in_chain(tree, parent, vol->cat.id))
@@ -196,6 +222,8 @@ vs_chain_set_format(struct vs_tree *tree, struct vs_node *vol,
 
     if (strcmp(format, "raw") != 0 && strcmp(format, "qcow2") != 0)
         return -EINVAL;
+    if ((r = vs_node_check_writable(vol)) < 0)
+        return r;
     if (vol->cat.backing_id)
         return -EINVAL; /* a layer over a parent is always qcow2 */
     if (strcmp(vol->cat.format, format) == 0)
@@ -237,6 +265,8 @@ vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol)
 
     if (!vol->cat.backing_id)
         return -ENOENT;
+    if ((r = vs_node_check_writable(vol)) < 0)
+        return r;
     if (vs_merge_busy(vol->cat.id))
         return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
@@ -340,6 +370,8 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
 
     if (r < 0)
         return r;
+    if ((r = vs_node_check_writable(vol)) < 0)
+        return r;
     if (vs_node_child(vol->parent, name))
         return -EEXIST;
     if (vol->layers_above > 0)
@@ -353,9 +385,16 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
      * it is made before I/O is held off; only the size may still grow */
     vs_uuid_generate(object);
     size = atomic_load(&v->size);
-    r = make_layer(vol->domain->store, object, "qcow2", size, vol, v->label);
+    /* VOL's record names the new layer before it exists: a crash before
+     * VOL moves onto it leaves a record saying it is to be removed */
+    r = vs_tree_mark_pending(tree, vol, object);
     if (r < 0)
         return r;
+    r = make_layer(vol->domain->store, object, "qcow2", size, vol, v->label);
+    if (r < 0) {
+        unmark(tree, vol);
+        return r;
+    }
     /* no flush here: the old top becomes the new top's backing, and the
      * guest's next flush makes its pending writes durable (see bdev.c) */
     pthread_rwlock_wrlock(&v->io_lock);
@@ -375,5 +414,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     if (r == 0)
         vs_volume_swap(v, top);
     pthread_rwlock_unlock(&v->io_lock);
+    if (r < 0)
+        unmark(tree, vol);
     return r;
 }

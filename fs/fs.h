@@ -122,8 +122,11 @@ int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
 /* ---- the namespace (tree.c, rescan.c) ---- */
 
 struct vs_domain {
-    struct vs_store *store;
-    struct vs_meta_area *meta;
+    struct vs_store *store;    /* NULL when it cannot be opened */
+    struct vs_meta_area *meta; /* NULL when it cannot be read */
+    /* why the domain is served read-only (its metadata is in doubt: a
+     * rescan found records missing or untrusted), or NULL */
+    char *read_only;
 };
 
 struct vs_node {
@@ -136,6 +139,9 @@ struct vs_node {
     unsigned layers_above;    /* volumes whose backing this volume is */
     struct vs_domain *domain; /* owned by the domain node, shared below */
     struct vs_volume *vol;    /* volumes only; the node holds a ref */
+    /* volumes only: why it cannot be served (its record is untrusted or
+     * missing, its backing is missing), or NULL */
+    char *unavailable;
 };
 
 struct vs_tree {
@@ -191,6 +197,16 @@ int vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
  * record and the catalog; on a catalog failure the record is put back. */
 int vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
                       struct vs_cat_node *row, const struct vs_node *backing);
+/* The same, the record also naming PENDING (an object being made for the
+ * node, removed by a rescan if still named so) and RETIRED (an object the
+ * node gave up, removed by a rescan); either may be NULL. */
+int vs_tree_store_row_marked(struct vs_tree *tree, struct vs_node *node,
+                             struct vs_cat_node *row,
+                             const struct vs_node *backing, const char *pending,
+                             const char *retired);
+/* Rewrite NODE's record naming OBJECT as pending, before OBJECT is made. */
+int vs_tree_mark_pending(struct vs_tree *tree, struct vs_node *node,
+                         const char *object);
 /* Steps 2-4 for a new node whose storage exists: its record (a new slot),
  * its catalog row, its node under PARENT; undone on failure. */
 int vs_tree_publish(struct vs_tree *tree, struct vs_node *parent,
@@ -267,8 +283,17 @@ bool vs_tree_in_chain(struct vs_tree *tree, const struct vs_node *n,
 int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
 /* Drop every node below the root (rescan rebuilds them). */
 void vs_tree_detach_all(struct vs_tree *tree);
-/* Open the store and metadata area of a domain node. */
+/* Open the store and metadata area of a domain node; one that cannot be
+ * opened is kept, read-only, with the reason. */
 int vs_tree_open_domain(struct vs_node *domain_node);
+/* Serve DOM read-only from now on, for the reason WHY (logged by caller). */
+void vs_domain_set_read_only(struct vs_domain *dom, const char *why);
+/* Refuse to serve volume NODE, for the reason WHY. */
+void vs_node_set_unavailable(struct vs_node *node, const char *why);
+/* 0, or -EROFS (logged by the caller) when NODE's domain is read-only. */
+int vs_node_check_writable(const struct vs_node *node);
+/* 0, or -EIO when volume NODE (or its domain's storage) cannot be served. */
+int vs_node_check_available(const struct vs_node *node);
 /* The volume's chain of block devices (opening it on first use). */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);

@@ -92,6 +92,10 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
         r = -ENOENT;
     else if (VS_INO_PART(ino) != VS_PART_FILE)
         r = -EISDIR;
+    else if (node->unavailable)
+        r = refuse_open(node, EIO, node->unavailable);
+    else if (writable && node->domain->read_only)
+        r = refuse_open(node, EROFS, node->domain->read_only);
     else if (writable && node->layers_above > 0)
         r = refuse_open(node, EROFS,
                         "for writing: other volumes are based on it, so it "

@@ -262,7 +262,8 @@ vs_merge_resume_all(struct vs_tree *tree)
         for (struct vs_node *n = tree->hash[i]; n; n = n->hash_next) {
             struct vs_node *c;
             if (n->cat.kind != VS_NODE_VOLUME || !(n->cat.flags & merging) ||
-                !(c = child_of(tree, n)) || job_involves(n->cat.id))
+                vs_node_check_writable(n) < 0 || !(c = child_of(tree, n)) ||
+                job_involves(n->cat.id))
                 continue;
             vs_log(LOG_NOTICE, "volume '%s': resuming its merge",
                    n->vol->label);

@@ -20,13 +20,15 @@
  * its record says, and the merge resumes at the next start. */
 static int
 store_and_swap(struct vs_tree *tree, struct vs_node *c,
-               const struct vs_cat_node *row, struct vs_node *p)
+               const struct vs_cat_node *row, struct vs_node *p,
+               const char *retired)
 {
     struct vs_cat_node stored = *row;
     struct vs_bdev *fresh;
     int r = vs_tree_open_chain_as(tree, c, row, VS_OPEN_DIRECT, &fresh);
 
-    if (r == 0 && (r = vs_tree_store_row(tree, c, &stored, p)) < 0)
+    if (r == 0 &&
+        (r = vs_tree_store_row_marked(tree, c, &stored, p, NULL, retired)) < 0)
         vs_bdev_close(fresh);
     if (r < 0)
         return r;
@@ -57,7 +59,7 @@ switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
                "its image: %s",
                c->vol->label, strerror(-r));
     if (r == 0)
-        r = store_and_swap(tree, c, &row, p);
+        r = store_and_swap(tree, c, &row, p, NULL);
     pthread_rwlock_unlock(&c->vol->io_lock);
     return r;
 }
@@ -169,11 +171,11 @@ rename_in_children(struct vs_tree *tree, struct vs_node *c,
 }
 
 /* Down, at the end: with C's I/O held off, copy what is left, then give C
- * V's object: C's record names it (and V's backing), C's chain is reopened
- * on it, then V's record and C's old object go.  A crash after C's record
- * was written leaves V's record naming the same object: the rescan drops
- * that record but keeps the object, and removes C's old object, which no
- * record names any more. */
+ * V's object: C's record names it (and V's backing) and retires C's old
+ * object, C's chain is reopened on it, then V's record and C's old object
+ * go.  A crash after C's record was written leaves V's record naming the
+ * same object: the rescan drops that record but keeps the object, and
+ * removes the old object C's record retired. */
 int
 merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
 {
@@ -209,8 +211,9 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
     snprintf(row.object, sizeof(row.object), "%s", v->cat.object);
     snprintf(row.format, sizeof(row.format), "%s", v->cat.format);
     row.backing_id = job->p_id;
-    if (r == 0)
-        r = store_and_swap(tree, c, &row, p);
+    if (r == 0) /* C's record retires its old object: a crash before it is
+                 * removed leaves a record saying so */
+        r = store_and_swap(tree, c, &row, p, old_object);
     free((void *)atomic_exchange(&c->vol->dirty, NULL));
     c->vol->dirty_chunks = 0;
     pthread_rwlock_unlock(&c->vol->io_lock);

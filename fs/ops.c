@@ -172,6 +172,11 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
 
     if (r < 0)
         return r;
+    if (node->domain->read_only) {
+        refuse(req, EROFS, "truncate", node, VS_PART_DATA,
+               "its domain is read-only: %s", node->domain->read_only);
+        return 1;
+    }
     if (node->layers_above > 0) {
         refuse(req, EROFS, "truncate", node, VS_PART_DATA,
                "other volumes are based on it: it is read-only");
@@ -590,8 +595,10 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
     memset(&sv, 0, sizeof(sv));
     vs_tree_rdlock(vs_fs.tree);
     node = vs_tree_node(vs_fs.tree, ino);
-    if (node && node->domain)
+    if (node && node->domain && node->domain->store)
         r = vs_store_space(node->domain->store, &space);
+    else if (node && node->domain)
+        r = -EIO;
     else if (statvfs(vs_fs.tree->data_dir, &sv) == 0)
         space = (struct vs_space){(uint64_t)sv.f_blocks * sv.f_frsize,
                                   (uint64_t)sv.f_bavail * sv.f_frsize};

@@ -1,19 +1,33 @@
 /*
  * Rebuilding the host's view from the domains themselves.
  *
- * For each domain under the tree's domain root (by default the directory
- * DATA_DIR/domains), read every record of its metadata area; finish
- * removals that a crash interrupted (records marked REMOVING); then, in
- * one catalog transaction, insert or update a row for each record and
- * delete the rows that no record backs.  Rows keep their ids (the inode
- * numbers) and host-local fields (mode, owner).  Damaged records are
- * reported here, once, and never used.  Finally the in-memory tree is
- * rebuilt from the catalog.
+ * A rescan runs in four phases, so that a rescan that fails changes nothing
+ * and damage never makes it remove or roll back anything:
  *
- * Run at every start and on `setfattr -n user.vstor.rescan`, so the
- * catalog can be deleted at any time and comes back the same.
+ *   1. read: every domain under the tree's domain root is opened and its
+ *      records loaded.  A domain whose metadata is complete and trusted
+ *      (vs_meta_area_check) gets a repair plan: the steps its records show
+ *      interrupted (a creation, a snapshot, a new layer, a removal, the end
+ *      of a merge), each decided by a readable record that names the object
+ *      concerned.  A domain in doubt (records unreadable, missing, or only
+ *      an older copy left) gets no plan: it is served read-only from the
+ *      records it can vouch for, and its other volumes are unavailable.
+ *      Objects no record names are reported, never removed.
+ *   2. catalog: one transaction mirrors the records as the plans will leave
+ *      them and deletes the rows no record backs, except the rows of a
+ *      domain in doubt (shown unavailable).  A catalog that disagrees
+ *      beyond that (a constraint fails) is rebuilt in the same transaction
+ *      from an empty table, keeping the host-local modes and owners.
+ *   3. repair: only once the catalog committed, the plans run on the
+ *      storage and record copies that disagree are rewritten (healed).
+ *   4. memory: the in-memory tree is rebuilt from the catalog, and the
+ *      domains in doubt and the unavailable volumes are marked.
+ *
+ * Run at every start and on `setfattr -n user.vstor.rescan`, so the catalog
+ * can be deleted at any time and comes back the same.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,175 +35,403 @@
 #include "vs/log.h"
 #include "vs/util.h"
 
-struct scan {
-    struct vs_tree *tree;
-    const char *location;
+#define WHY_MAX 256
+
+enum dom_state {
+    DOM_OK,         /* complete and trusted: repairs may run */
+    DOM_DOUBT,      /* records missing or untrusted: read-only, no repair */
+    DOM_UNREADABLE, /* no metadata could be read at all */
+};
+
+/* One repair: free or rewrite a record, after removing objects it names as
+ * made by an unfinished step or given up by a finished one. */
+struct action {
+    size_t rec; /* index in the domain's recs */
+    bool free;  /* else rewrite recs[rec] as it now stands */
+    char drop[2][VS_OBJECT_MAX + 1];
+    const char *what;        /* for the log line */
+    struct vs_record before; /* the record as read */
+};
+
+struct dscan {
+    char *location;
+    char uuid[VS_UUID_LEN + 1]; /* the store's name: the domain's uuid */
+    enum dom_state state;
+    char why[WHY_MAX];
     struct vs_record *recs;
     size_t nrecs, cap;
-    /* uuids present on the storage, for deleting stale rows */
-    char (*seen)[VS_UUID_LEN + 1];
-    size_t nseen, seen_cap;
-    bool records_lost; /* in the domain being scanned: a slot unreadable */
+    uint32_t *doubtful; /* slots whose record is only a hint */
+    size_t ndoubtful;
+    struct action *acts;
+    size_t nacts;
+    bool destroy; /* its removal was interrupted: finish it */
 };
+
+/* A node to mark after the tree is rebuilt. */
+struct mark {
+    char uuid[VS_UUID_LEN + 1];
+    char why[WHY_MAX];
+};
+
+/* Host-local fields kept across a rebuild of the catalog. */
+struct local {
+    char uuid[VS_UUID_LEN + 1];
+    uint32_t mode, uid, gid;
+};
+
+struct scan {
+    struct vs_tree *tree;
+    struct dscan *doms;
+    size_t ndoms, dom_cap;
+    char (*seen)[VS_UUID_LEN + 1]; /* uuids mirrored; sorted before use */
+    size_t nseen, seen_cap;
+    struct mark *marks; /* unavailable volumes */
+    size_t nmarks, mark_cap;
+    struct local *locals; /* set while rebuilding */
+    size_t nlocals, local_cap;
+    struct dscan *cur; /* the domain being loaded */
+};
+
+/* Append one ELEM_SIZE element to *ARR (growing it); returns the slot. */
+static void *
+push(void *arr_p, size_t *n, size_t *cap, size_t elem_size)
+{
+    void **arr = arr_p;
+
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        void *a = realloc(*arr, c * elem_size);
+        if (!a)
+            return NULL;
+        *arr = a;
+        *cap = c;
+    }
+    return memset((char *)*arr + (*n)++ * elem_size, 0, elem_size);
+}
+
+/* ---- phase 1: reading a domain ---- */
 
 static int
 keep_record(const struct vs_record *rec, void *arg)
 {
-    struct scan *s = arg;
+    struct dscan *d = ((struct scan *)arg)->cur;
+    struct vs_record *slot = push(&d->recs, &d->nrecs, &d->cap, sizeof(*slot));
 
-    if (s->nrecs == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        struct vs_record *n = realloc(s->recs, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        s->recs = n;
-        s->cap = cap;
-    }
-    s->recs[s->nrecs++] = *rec;
+    if (!slot)
+        return -ENOMEM;
+    *slot = *rec;
     return 0;
 }
 
 static void
 report_damage(const struct vs_meta_slot_report *rep, void *arg)
 {
-    struct scan *s = arg;
+    struct dscan *d = ((struct scan *)arg)->cur;
     bool lost = rep->copy_a < 0 && rep->copy_b < 0;
+    uint32_t *n;
 
-    s->records_lost |= lost;
-
-    vs_log(lost ? LOG_ERR : LOG_WARNING,
+    vs_log(lost || rep->doubtful ? LOG_ERR : LOG_WARNING,
            "domain '%s': metadata slot %u: copy A %s, copy B %s; %s",
-           s->location, rep->slot,
+           d->location, rep->slot,
            rep->copy_a ? vs_record_strerror(rep->copy_a) : "valid",
            rep->copy_b ? vs_record_strerror(rep->copy_b) : "valid",
            lost ? "its entry is not shown until repaired"
-                : "the valid copy is used");
+           : rep->doubtful
+               ? "the other copy may be older: its volume is unavailable"
+               : "the other copy holds the same record and is used");
+    if (rep->doubtful) {
+        size_t cap = d->ndoubtful;
+        n = realloc(d->doubtful, (cap + 1) * sizeof(*n));
+        if (n) {
+            d->doubtful = n;
+            d->doubtful[d->ndoubtful++] = rep->slot;
+        }
+    }
 }
+
+static bool
+slot_doubtful(const struct dscan *d, uint32_t slot)
+{
+    for (size_t i = 0; i < d->ndoubtful; i++)
+        if (d->doubtful[i] == slot)
+            return true;
+    return false;
+}
+
+/* Whether a volume record other than EXCEPT names OBJECT as its own, or
+ * as made or given up by one of its steps. */
+static bool
+object_named(const struct dscan *d, const char *object,
+             const struct vs_record *except)
+{
+    for (size_t i = 0; i < d->nrecs; i++) {
+        const struct vs_record *r = &d->recs[i];
+        if (r == except || r->kind != VS_REC_VOLUME)
+            continue;
+        if (strcmp(r->object, object) == 0 ||
+            strcmp(r->pending_object, object) == 0 ||
+            strcmp(r->retired_object, object) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Is some volume record based on UUID? */
+static bool
+has_child_layer(const struct dscan *d, const char *uuid)
+{
+    for (size_t i = 0; i < d->nrecs; i++)
+        if (d->recs[i].kind == VS_REC_VOLUME &&
+            strcmp(d->recs[i].backing_uuid, uuid) == 0)
+            return true;
+    return false;
+}
+
+/* Plan to free or rewrite record I, removing OBJ1 and OBJ2 first unless
+ * another record names them. */
+static int
+plan(struct dscan *d, size_t i, bool free_it, const char *obj1,
+     const char *obj2, const char *what)
+{
+    size_t cap = d->nacts;
+    struct action *a = realloc(d->acts, (cap + 1) * sizeof(*a));
+    struct vs_record *rec = &d->recs[i];
+    const char *objs[2] = {obj1, obj2};
+
+    if (!a)
+        return -ENOMEM;
+    d->acts = a;
+    a = &d->acts[d->nacts++];
+    memset(a, 0, sizeof(*a));
+    a->rec = i;
+    a->free = free_it;
+    a->what = what;
+    a->before = *rec;
+    for (int k = 0; k < 2; k++)
+        if (objs[k] && objs[k][0] && !object_named(d, objs[k], rec))
+            snprintf(a->drop[k], sizeof(a->drop[k]), "%s", objs[k]);
+    return 0;
+}
+
+/* What the records of a trusted domain show interrupted, and the record
+ * each repair leaves (recs[] are updated to it now: the catalog mirrors
+ * the state after the repairs). */
+static int
+plan_repairs(struct dscan *d)
+{
+    const uint32_t merging = VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN;
+    int r = 0;
+
+    for (size_t i = 0; i < d->nrecs && r == 0; i++) {
+        struct vs_record *rec = &d->recs[i];
+        if (rec->kind != VS_REC_VOLUME)
+            continue;
+        if (rec->flags & VS_RECF_REMOVING)
+            r = plan(d, i, true, rec->object, NULL,
+                     "finished its interrupted removal");
+        else if ((rec->flags & merging) && !has_child_layer(d, rec->uuid))
+            r = plan(d, i, true, rec->object, NULL,
+                     "merged away; finished its removal");
+        else if (rec->flags & VS_RECF_CREATING)
+            r = plan(d, i, true, rec->pending_object, NULL,
+                     "creation interrupted; rolled back");
+        else if ((rec->flags & VS_RECF_PENDING) &&
+                 !has_child_layer(d, rec->uuid))
+            r = plan(d, i, true, rec->pending_object, NULL,
+                     "snapshot interrupted before its volume moved onto "
+                     "it; rolled back");
+        else if ((rec->flags & VS_RECF_PENDING) || rec->pending_object[0] ||
+                 rec->retired_object[0])
+            r = plan(d, i, false, rec->pending_object, rec->retired_object,
+                     rec->flags & VS_RECF_PENDING
+                         ? "snapshot record completed"
+                         : "finished an interrupted change of layer");
+        else
+            continue;
+        if (r < 0)
+            break;
+        if (d->acts[d->nacts - 1].free) {
+            rec->kind = VS_REC_FREE;
+        } else {
+            rec->flags &= ~(uint32_t)VS_RECF_PENDING;
+            rec->pending_object[0] = '\0';
+            rec->retired_object[0] = '\0';
+        }
+    }
+    return r;
+}
+
+struct unnamed {
+    struct dscan *d;
+    unsigned count;
+};
+
+/* object_list callback: report an object no record names. */
+static int
+report_unnamed(const char *name, void *arg)
+{
+    struct unnamed *u = arg;
+
+    if (!vs_uuid_valid(name) || object_named(u->d, name, NULL))
+        return 0;
+    u->count++;
+    vs_log(LOG_WARNING,
+           "domain '%s': object '%s' is named by no record; kept (a step "
+           "interrupted by an older version, or a record lost)",
+           u->d->location, name);
+    return 0;
+}
+
+/* The domain's own record: the one in slot 0. */
+static const struct vs_record *
+domain_record(const struct dscan *d)
+{
+    for (size_t i = 0; i < d->nrecs; i++)
+        if (d->recs[i].slot == 0 && d->recs[i].kind == VS_REC_DOMAIN)
+            return &d->recs[i];
+    return NULL;
+}
+
+/* Phase 1 for one domain: load its records, judge them, plan repairs. */
+static int
+read_domain(struct scan *s, struct dscan *d)
+{
+    struct vs_store *st = NULL;
+    struct vs_meta_area *meta = NULL;
+    struct unnamed u = {.d = d};
+    int r;
+
+    s->cur = d;
+    r = vs_store_open(d->location, false, &st);
+    if (r == 0)
+        r = vs_meta_area_open(st, false, &meta);
+    if (r == 0)
+        r = vs_meta_area_load(meta, keep_record, report_damage, s);
+    if (r == -ENOMEM) {
+        vs_meta_area_close(meta);
+        vs_store_close(st);
+        return r;
+    }
+    if (r < 0) {
+        d->state = DOM_UNREADABLE;
+        snprintf(d->why, sizeof(d->why),
+                 "no domain record can be read: its metadata cannot be read "
+                 "(%s)",
+                 strerror(-r));
+    } else if (vs_meta_area_check(meta, d->why, sizeof(d->why)) < 0) {
+        d->state = DOM_DOUBT;
+    } else if (d->ndoubtful > 0) {
+        d->state = DOM_DOUBT;
+        snprintf(d->why, sizeof(d->why), "a record may be stale");
+    }
+    if (d->state == DOM_OK) {
+        const struct vs_record *dom = domain_record(d);
+        d->destroy = dom && (dom->flags & VS_RECF_REMOVING);
+        r = d->destroy ? 0 : plan_repairs(d);
+        if (r == 0 && !d->destroy)
+            vs_object_list(st, report_unnamed, &u);
+    }
+    vs_meta_area_close(meta);
+    vs_store_close(st);
+    return r == -ENOMEM ? r : 0;
+}
+
+/* vs_store_list callback: read the domain NAME under the tree's root. */
+static int
+read_listed(const char *name, void *arg)
+{
+    struct scan *s = arg;
+    struct dscan *d;
+
+    if (!vs_uuid_valid(name))
+        return 0; /* not a domain of ours */
+    d = push(&s->doms, &s->ndoms, &s->dom_cap, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    snprintf(d->uuid, sizeof(d->uuid), "%s", name);
+    if (asprintf(&d->location, "%s/%s", s->tree->domain_root, name) < 0) {
+        d->location = NULL;
+        return -ENOMEM;
+    }
+    return read_domain(s, d);
+}
+
+/* ---- phase 2: the catalog ---- */
 
 static int
 mark_seen(struct scan *s, const char *uuid)
 {
-    if (s->nseen == s->seen_cap) {
-        size_t cap = s->seen_cap ? s->seen_cap * 2 : 64;
-        void *n = realloc(s->seen, cap * sizeof(*s->seen));
-        if (!n)
-            return -ENOMEM;
-        s->seen = n;
-        s->seen_cap = cap;
-    }
-    memcpy(s->seen[s->nseen++], uuid, VS_UUID_LEN + 1);
+    char(*slot)[VS_UUID_LEN + 1] =
+        push(&s->seen, &s->nseen, &s->seen_cap, sizeof(*s->seen));
+
+    if (!slot)
+        return -ENOMEM;
+    memcpy(*slot, uuid, VS_UUID_LEN + 1);
     return 0;
+}
+
+static int
+cmp_uuid(const void *a, const void *b)
+{
+    return strcmp(a, b);
 }
 
 static bool
 was_seen(const struct scan *s, const char *uuid)
 {
-    for (size_t i = 0; i < s->nseen; i++)
-        if (strcmp(s->seen[i], uuid) == 0)
-            return true;
-    return false;
+    return bsearch(uuid, s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
 }
 
-/* Whether a volume record other than EXCEPT names OBJECT (a layer merged
- * down gave its object to its child, merge.c). */
-static bool
-object_named(const struct scan *s, const char *object,
-             const struct vs_record *except)
-{
-    for (size_t i = 0; i < s->nrecs; i++)
-        if (&s->recs[i] != except && s->recs[i].kind == VS_REC_VOLUME &&
-            strcmp(s->recs[i].object, object) == 0)
-            return true;
-    return false;
-}
+static int add_mark(struct scan *s, const char *uuid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/* Finish a volume removal a crash interrupted; an object another record
- * names stays. */
-static void
-finish_removal(struct scan *s, struct vs_store *st, struct vs_meta_area *meta,
-               struct vs_record *rec)
-{
-    int r = object_named(s, rec->object, rec)
-                ? 0
-                : vs_object_remove(st, rec->object);
-
-    if (r == 0 || r == -ENOENT)
-        r = vs_meta_area_free(meta, rec->slot);
-    vs_log(LOG_NOTICE, "volume '%s' (%s): finished its interrupted removal%s",
-           rec->name, rec->uuid, r < 0 ? ": failed, will retry" : "");
-    rec->kind = VS_REC_FREE;
-}
-
-struct leftovers {
-    struct scan *s;
-    struct vs_store *st;
-};
-
-/* object_list callback: remove object NAME if no record names it. */
+/* Note that volume UUID is unavailable, and why. */
 static int
-remove_leftover(const char *name, void *arg)
+add_mark(struct scan *s, const char *uuid, const char *fmt, ...)
 {
-    struct leftovers *l = arg;
-    int r;
+    struct mark *m = push(&s->marks, &s->nmarks, &s->mark_cap, sizeof(*m));
+    va_list ap;
 
-    if (!vs_uuid_valid(name) || object_named(l->s, name, NULL))
-        return 0; /* "metadata", not ours, or named */
-    r = vs_object_remove(l->st, name);
-    vs_log(LOG_NOTICE,
-           "domain '%s': object '%s' is named by no record (a creation "
-           "interrupted before its record was written); removed%s",
-           l->s->location, name, r < 0 ? ": failed" : "");
+    if (!m)
+        return -ENOMEM;
+    snprintf(m->uuid, sizeof(m->uuid), "%s", uuid);
+    va_start(ap, fmt);
+    vsnprintf(m->why, sizeof(m->why), fmt, ap);
+    va_end(ap);
     return 0;
 }
 
-/* Objects are made before the records that name them (tree.c), so a crash
- * can leave an object nothing names: a new volume's, or a snapshot's new
- * top layer.  Remove them, unless a record could not be read (its object
- * would look unnamed).  One host serves a domain at a time: with several,
- * this needs the domain's lease, or it would race another host's mkdir. */
-static void
-remove_leftovers(struct scan *s, struct vs_store *st)
+/* The host-local fields saved for UUID before a rebuild, or NULL. */
+static const struct local *
+saved_local(const struct scan *s, const char *uuid)
 {
-    struct leftovers l = {.s = s, .st = st};
-
-    if (s->records_lost) {
-        vs_log(LOG_WARNING,
-               "domain '%s': objects named by no record are kept while a "
-               "record is unreadable",
-               s->location);
-        return;
-    }
-    if (vs_object_list(st, remove_leftover, &l) < 0)
-        vs_log(LOG_WARNING, "domain '%s': cannot list its objects",
-               s->location);
-}
-
-/* The domain's own record: the one in slot 0. */
-static const struct vs_record *
-domain_record(const struct scan *s)
-{
-    for (size_t i = 0; i < s->nrecs; i++)
-        if (s->recs[i].slot == 0 && s->recs[i].kind == VS_REC_DOMAIN)
-            return &s->recs[i];
+    for (size_t i = 0; i < s->nlocals; i++)
+        if (strcmp(s->locals[i].uuid, uuid) == 0)
+            return &s->locals[i];
     return NULL;
 }
 
 /* Insert or update the catalog row for REC under PARENT_ID. */
 static int
-upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
-       int64_t *id)
+upsert(struct scan *s, const struct dscan *d, const struct vs_record *rec,
+       int64_t parent_id, int64_t *id)
 {
     struct vs_cat_node row;
+    const struct local *loc;
     int r = vs_catalog_get_by_uuid(s->tree->cat, rec->uuid, &row);
 
     if (r == -ENOENT) {
         memset(&row, 0, sizeof(row));
         row.mode = rec->kind == VS_REC_VOLUME ? 0600 : 0755;
+        if ((loc = saved_local(s, rec->uuid))) {
+            row.mode = loc->mode;
+            row.uid = loc->uid;
+            row.gid = loc->gid;
+        }
     } else if (r < 0) {
         return r;
     }
-    if (!rec->backing_uuid[0])
-        row.backing_id = 0; /* a backing is linked in link_backings */
+    row.backing_id = 0; /* linked in link_backings, once every row exists */
     row.kind = (enum vs_node_kind)rec->kind;
     row.parent_id = parent_id;
     row.created = rec->created;
@@ -201,14 +443,14 @@ upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
     memcpy(row.format, rec->format, sizeof(row.format));
     memcpy(row.object, rec->object, sizeof(row.object));
     if (rec->kind == VS_REC_DOMAIN)
-        snprintf(row.location, sizeof(row.location), "%s", s->location);
+        snprintf(row.location, sizeof(row.location), "%s", d->location);
     r = r == -ENOENT ? vs_catalog_insert(s->tree->cat, &row)
                      : vs_catalog_update(s->tree->cat, &row);
     if (r == -EEXIST)
         vs_log(LOG_ERR,
                "domain '%s': %s '%s' (%s) clashes with another of "
                "that name; not shown",
-               s->location, vs_node_kind_name(row.kind), rec->name, rec->uuid);
+               d->location, vs_node_kind_name(row.kind), rec->name, rec->uuid);
     if (r == 0) {
         *id = row.id;
         r = mark_seen(s, rec->uuid);
@@ -216,13 +458,21 @@ upsert(struct scan *s, const struct vs_record *rec, int64_t parent_id,
     return r == -EEXIST ? 0 : r;
 }
 
-/* Second pass: link each volume to its backing row (a snapshot's row can be
- * newer than its child's, so this waits until every row exists). */
-static int
-link_backings(struct scan *s)
+/* Whether the volume of REC may be shown at all (a creation or removal
+ * still under way in a domain in doubt is not). */
+static bool
+shown(const struct vs_record *rec)
 {
-    for (size_t i = 0; i < s->nrecs; i++) {
-        const struct vs_record *rec = &s->recs[i];
+    return !(rec->flags & (VS_RECF_CREATING | VS_RECF_REMOVING));
+}
+
+/* Link each volume to its backing row; a volume whose backing is not
+ * there would read the wrong bytes: it is unavailable. */
+static int
+link_backings(struct scan *s, const struct dscan *d)
+{
+    for (size_t i = 0; i < d->nrecs; i++) {
+        const struct vs_record *rec = &d->recs[i];
         struct vs_cat_node row, parent;
         int r;
         if (rec->kind != VS_REC_VOLUME || !rec->backing_uuid[0] ||
@@ -232,14 +482,16 @@ link_backings(struct scan *s)
         if (r == -ENOENT) {
             vs_log(LOG_ERR,
                    "domain '%s': volume '%s' (%s): its backing %s "
-                   "is missing; reads will fail",
-                   s->location, rec->name, rec->uuid, rec->backing_uuid);
+                   "is missing; the volume is unavailable",
+                   d->location, rec->name, rec->uuid, rec->backing_uuid);
+            r = add_mark(s, rec->uuid, "its backing volume %s is missing",
+                         rec->backing_uuid);
+            if (r < 0)
+                return r;
             continue;
         }
         if (r < 0)
             return r;
-        if (row.backing_id == parent.id)
-            continue;
         row.backing_id = parent.id;
         r = vs_catalog_update(s->tree->cat, &row);
         if (r < 0)
@@ -248,208 +500,105 @@ link_backings(struct scan *s)
     return 0;
 }
 
-/* Is some volume record based on UUID? */
-static bool
-has_child_layer(const struct scan *s, const char *uuid)
+/* Mirror a domain's images, then the volumes of each image. */
+static int
+mirror_domain(struct scan *s, const struct dscan *d)
 {
-    for (size_t i = 0; i < s->nrecs; i++)
-        if (s->recs[i].kind == VS_REC_VOLUME &&
-            strcmp(s->recs[i].backing_uuid, uuid) == 0)
-            return true;
-    return false;
-}
-
-/* A snapshot that a crash interrupted: if the live layer already sits on
- * it, finish (clear the mark); if not, drop its record (its object is still
- * the live volume's). */
-static void
-settle_snapshot(struct vs_meta_area *meta, struct scan *s,
-                struct vs_record *rec)
-{
-    bool keep = has_child_layer(s, rec->uuid);
+    const struct vs_record *dom = domain_record(d);
+    int64_t dom_id;
     int r;
 
-    if (keep) {
-        rec->flags &= ~(uint32_t)VS_RECF_PENDING;
-        r = vs_meta_area_write(meta, rec);
-    } else {
-        r = vs_meta_area_free(meta, rec->slot);
-        rec->kind = VS_REC_FREE;
-    }
-    /* keeping is the normal case: a snapshot's mark is cleared here, at
-     * the first rescan after it (chain.c saves that write) */
-    vs_log(keep ? LOG_INFO : LOG_NOTICE, "snapshot '%s' (%s): %s%s", rec->name,
-           rec->uuid,
-           keep ? "record completed"
-                : "interrupted before its volume moved "
-                  "onto it; rolled back",
-           r < 0 ? " (failed, will retry)" : "");
-}
-
-/* Mirror images, then the volumes of each image. */
-static int
-mirror_children(struct scan *s, const struct vs_record *domain, int64_t dom_id)
-{
-    int r = 0;
-
-    for (size_t i = 0; i < s->nrecs && r == 0; i++) {
-        const struct vs_record *img = &s->recs[i];
+    if (!dom || d->destroy)
+        return 0;
+    r = upsert(s, d, dom, 0, &dom_id);
+    for (size_t i = 0; i < d->nrecs && r == 0; i++) {
+        const struct vs_record *img = &d->recs[i];
         int64_t img_id = 0;
-        if (img->kind != VS_REC_IMAGE ||
-            strcmp(img->parent_uuid, domain->uuid) != 0)
+        if (img->kind != VS_REC_IMAGE || strcmp(img->parent_uuid, dom->uuid))
             continue;
-        r = upsert(s, img, dom_id, &img_id);
-        for (size_t j = 0; j < s->nrecs && r == 0 && img_id; j++) {
+        r = upsert(s, d, img, dom_id, &img_id);
+        for (size_t j = 0; j < d->nrecs && r == 0 && img_id; j++) {
+            const struct vs_record *vol = &d->recs[j];
             int64_t vol_id;
-            if (s->recs[j].kind == VS_REC_VOLUME &&
-                strcmp(s->recs[j].parent_uuid, img->uuid) == 0)
-                r = upsert(s, &s->recs[j], img_id, &vol_id);
+            if (vol->kind != VS_REC_VOLUME || !shown(vol) ||
+                strcmp(vol->parent_uuid, img->uuid) != 0)
+                continue;
+            r = upsert(s, d, vol, img_id, &vol_id);
+            if (r == 0 && slot_doubtful(d, vol->slot))
+                r = add_mark(s, vol->uuid,
+                             "its record's newer copy is damaged");
         }
     }
     return r;
 }
 
 static void
-report_orphans(struct scan *s)
+report_orphans(struct scan *s, const struct dscan *d)
 {
-    for (size_t i = 0; i < s->nrecs; i++) {
-        const struct vs_record *rec = &s->recs[i];
+    for (size_t i = 0; i < d->nrecs; i++) {
+        const struct vs_record *rec = &d->recs[i];
         if ((rec->kind == VS_REC_IMAGE || rec->kind == VS_REC_VOLUME) &&
-            !was_seen(s, rec->uuid))
+            shown(rec) && !was_seen(s, rec->uuid))
             vs_log(LOG_WARNING,
                    "domain '%s': %s '%s' (%s) has no parent %s; not shown",
-                   s->location, rec->kind == VS_REC_IMAGE ? "image" : "volume",
+                   d->location, rec->kind == VS_REC_IMAGE ? "image" : "volume",
                    rec->name, rec->uuid, rec->parent_uuid);
     }
 }
 
-/* Read one domain's records and mirror them. */
-static int
-scan_domain(struct scan *s, const char *location)
+/* Whether the domain with uuid UUID is one whose rows are kept. */
+static bool
+domain_held(const struct scan *s, const char *uuid)
 {
-    struct vs_store *st = NULL;
-    struct vs_meta_area *meta = NULL;
-    const struct vs_record *dom;
-    int64_t dom_id;
-    int r;
-
-    s->location = location;
-    s->nrecs = 0;
-    s->records_lost = false;
-    r = vs_store_open(location, false, &st);
-    if (r == 0)
-        r = vs_meta_area_open(st, false, &meta);
-    if (r == 0)
-        r = vs_meta_area_load(meta, keep_record, report_damage, s);
-    for (size_t i = 0; r == 0 && i < s->nrecs; i++) {
-        struct vs_record *rec = &s->recs[i];
-        if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_REMOVING))
-            finish_removal(s, st, meta, rec);
-        else if (rec->kind == VS_REC_VOLUME && (rec->flags & VS_RECF_PENDING))
-            settle_snapshot(meta, s, rec);
-        else if (rec->kind == VS_REC_VOLUME &&
-                 (rec->flags & (VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN)) &&
-                 !has_child_layer(s, rec->uuid))
-            finish_removal(s, st, meta, rec); /* merged; the switch was done */
-    }
-    if (r == 0)
-        remove_leftovers(s, st);
-    vs_meta_area_close(meta);
-    if (st && ((r == 0 && s->nrecs == 0 && !s->records_lost) || r == -ENOENT) &&
-        vs_store_destroy(st) == 0) {
-        /* make_domain creates the store, then the metadata area, then the
-         * domain record: a store with no record was never a domain
-         * (destroy refuses one that holds any object but the metadata) */
-        vs_log(LOG_NOTICE,
-               "domain '%s': its creation was interrupted before its "
-               "record was written; removed",
-               location);
-        return 0;
-    }
-    if (r < 0) {
-        vs_store_close(st);
-        return vs_log_errno(LOG_ERR, r,
-                            "domain '%s': cannot read its "
-                            "metadata: %s",
-                            location, strerror(-r));
-    }
-    dom = domain_record(s);
-    if (!dom) {
-        vs_store_close(st);
-        return vs_log_errno(LOG_ERR, EUCLEAN,
-                            "domain '%s': no valid domain "
-                            "record; not shown",
-                            location);
-    }
-    if (dom->flags & VS_RECF_REMOVING) {
-        r = vs_store_destroy(st);
-        vs_log(LOG_NOTICE, "domain '%s': finished its interrupted removal%s",
-               location, r < 0 ? ": failed" : "");
-        if (r < 0)
-            vs_store_close(st);
-        return 0;
-    }
-    vs_store_close(st);
-    r = upsert(s, dom, 0, &dom_id);
-    if (r == 0)
-        r = mirror_children(s, dom, dom_id);
-    if (r == 0)
-        r = link_backings(s);
-    report_orphans(s);
-    return r;
-}
-
-/* vs_store_list callback: scan the domain NAME under the tree's root. */
-static int
-scan_listed(const char *name, void *arg)
-{
-    struct scan *s = arg;
-    char *location = NULL;
-    int r = 0;
-
-    if (!vs_uuid_valid(name))
-        return 0; /* not a domain of ours */
-    if (asprintf(&location, "%s/%s", s->tree->domain_root, name) < 0)
-        return -ENOMEM;
-    if (scan_domain(s, location) == -ENOMEM)
-        r = -ENOMEM;
-    free(location);
-    return r;
-}
-
-static int
-scan_domain_root(struct scan *s)
-{
-    int r = vs_store_list(s->tree->domain_root, scan_listed, s);
-
-    if (r < 0 && r != -ENOMEM)
-        vs_log(LOG_ERR, "cannot list the domains under '%s': %s",
-               s->tree->domain_root, strerror(-r));
-    return r;
+    for (size_t i = 0; i < s->ndoms; i++)
+        if (s->doms[i].state != DOM_OK && strcmp(s->doms[i].uuid, uuid) == 0)
+            return true;
+    return false;
 }
 
 struct stale {
     struct scan *s;
-    int64_t *ids;
+    int64_t *ids; /* rows to delete */
     size_t n, cap;
+    int64_t *held; /* rows whose children are kept */
+    size_t nheld, held_cap;
 };
 
+static bool
+is_held(const struct stale *st, int64_t id)
+{
+    for (size_t i = 0; i < st->nheld; i++)
+        if (st->held[i] == id)
+            return true;
+    return false;
+}
+
+/* foreach callback (domains, then images, then volumes): sort each row
+ * into kept, held (a domain in doubt and what is below it) or stale. */
 static int
 collect_stale(const struct vs_cat_node *row, void *arg)
 {
     struct stale *st = arg;
+    bool held = row->kind == VS_NODE_DOMAIN ? domain_held(st->s, row->uuid)
+                                            : is_held(st, row->parent_id);
+    int64_t *slot;
 
+    if (held) {
+        slot = push(&st->held, &st->nheld, &st->held_cap, sizeof(*slot));
+        if (!slot)
+            return -ENOMEM;
+        *slot = row->id;
+        if (row->kind == VS_NODE_VOLUME && !was_seen(st->s, row->uuid))
+            return add_mark(st->s, row->uuid,
+                            "its record is missing or unreadable");
+        return 0;
+    }
     if (was_seen(st->s, row->uuid))
         return 0;
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 16;
-        int64_t *n = realloc(st->ids, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        st->ids = n;
-        st->cap = cap;
-    }
-    st->ids[st->n++] = row->id;
+    slot = push(&st->ids, &st->n, &st->cap, sizeof(*slot));
+    if (!slot)
+        return -ENOMEM;
+    *slot = row->id;
     return 0;
 }
 
@@ -459,13 +608,146 @@ static int
 delete_stale(struct scan *s)
 {
     struct stale st = {.s = s};
-    int r = vs_catalog_foreach(s->tree->cat, collect_stale, &st);
+    int r;
 
+    qsort(s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
+    r = vs_catalog_foreach(s->tree->cat, collect_stale, &st);
     while (r == 0 && st.n > 0)
         r = vs_catalog_delete(s->tree->cat, st.ids[--st.n]);
     free(st.ids);
+    free(st.held);
     return r;
 }
+
+static int
+mirror_all(struct scan *s)
+{
+    int r = 0;
+
+    s->nseen = 0;
+    s->nmarks = 0;
+    for (size_t i = 0; i < s->ndoms && r == 0; i++)
+        r = mirror_domain(s, &s->doms[i]);
+    for (size_t i = 0; i < s->ndoms && r == 0; i++)
+        r = link_backings(s, &s->doms[i]);
+    for (size_t i = 0; i < s->ndoms && r == 0; i++)
+        report_orphans(s, &s->doms[i]);
+    if (r == 0)
+        r = delete_stale(s);
+    return r;
+}
+
+static int
+save_local(const struct vs_cat_node *row, void *arg)
+{
+    struct scan *s = arg;
+    struct local *l = push(&s->locals, &s->nlocals, &s->local_cap, sizeof(*l));
+
+    if (!l)
+        return -ENOMEM;
+    memcpy(l->uuid, row->uuid, sizeof(l->uuid));
+    l->mode = row->mode;
+    l->uid = row->uid;
+    l->gid = row->gid;
+    return 0;
+}
+
+/* Mirror in one transaction; when the catalog disagrees beyond a row's
+ * update (a constraint, a damaged row), mirror again into an empty table. */
+static int
+sync_catalog(struct scan *s)
+{
+    struct vs_catalog *cat = s->tree->cat;
+    int r = vs_catalog_begin(cat);
+
+    if (r < 0)
+        return r;
+    r = mirror_all(s);
+    if (r == 0)
+        return vs_catalog_commit(cat);
+    vs_catalog_rollback(cat);
+    if (r == -ENOMEM || r == -ENOSPC || r == -EROFS || r == -EBUSY)
+        return r;
+    vs_log(LOG_WARNING,
+           "catalog: it disagrees with the domains (%s); rebuilding it from "
+           "them",
+           strerror(-r));
+    r = vs_catalog_begin(cat);
+    if (r == 0)
+        r = vs_catalog_foreach(cat, save_local, s);
+    if (r == 0)
+        r = vs_catalog_clear(cat);
+    if (r == 0)
+        r = mirror_all(s);
+    if (r == 0)
+        return vs_catalog_commit(cat);
+    vs_catalog_rollback(cat);
+    return r;
+}
+
+/* ---- phase 3: repairs ---- */
+
+static void
+run_action(struct vs_store *st, struct vs_meta_area *meta,
+           const struct dscan *d, const struct action *a)
+{
+    struct vs_record rec = d->recs[a->rec];
+    int removed = 0, r = 0;
+
+    for (int k = 0; k < 2 && r == 0; k++) {
+        if (a->drop[k][0]) {
+            r = vs_object_remove(st, a->drop[k]);
+            removed += r == 0;
+            r = r == -ENOENT ? 0 : r;
+        }
+    }
+    if (r == 0 && a->free) {
+        r = vs_meta_area_free(meta, a->before.slot);
+    } else if (r == 0) {
+        rec.generation = a->before.generation;
+        r = vs_meta_area_write(meta, &rec);
+    }
+    /* a retired object already gone is the normal end of a change of
+     * layer: only what the rescan itself did is worth a line */
+    if (a->free || removed || r < 0)
+        vs_log(LOG_NOTICE, "volume '%s' (%s): %s%s%s", a->before.name,
+               a->before.uuid, a->what,
+               removed ? "; removed the object(s) its record named for it" : "",
+               r < 0 ? " (failed, will retry)" : "");
+}
+
+static void
+repair_domain(struct dscan *d)
+{
+    struct vs_store *st = NULL;
+    struct vs_meta_area *meta = NULL;
+    int r = vs_store_open(d->location, false, &st);
+
+    if (r == 0 && d->destroy) {
+        r = vs_store_destroy(st);
+        vs_log(LOG_NOTICE, "domain '%s': finished its interrupted removal%s",
+               d->location, r < 0 ? ": failed" : "");
+        if (r < 0)
+            vs_store_close(st);
+        return;
+    }
+    if (r == 0)
+        r = vs_meta_area_open(st, false, &meta);
+    for (size_t i = 0; r == 0 && i < d->nacts; i++)
+        run_action(st, meta, d, &d->acts[i]);
+    if (r == 0 && (r = vs_meta_area_heal(meta)) > 0)
+        vs_log(LOG_NOTICE,
+               "domain '%s': rewrote %d record(s) whose copies "
+               "disagreed",
+               d->location, r);
+    if (r < 0)
+        vs_log(LOG_WARNING, "domain '%s': repairs not done: %s", d->location,
+               strerror(-r));
+    vs_meta_area_close(meta);
+    vs_store_close(st);
+}
+
+/* ---- phase 4: memory ---- */
 
 static int
 attach_row(const struct vs_cat_node *row, void *arg)
@@ -480,27 +762,88 @@ attach_row(const struct vs_cat_node *row, void *arg)
     return r == -ENOMEM ? r : 0;
 }
 
+/* The node of catalog row UUID, or NULL. */
+static struct vs_node *
+node_by_uuid(struct vs_tree *tree, const char *uuid)
+{
+    struct vs_cat_node row;
+
+    if (vs_catalog_get_by_uuid(tree->cat, uuid, &row) < 0)
+        return NULL;
+    return vs_tree_node(tree, VS_INO(row.id, VS_PART_DIR));
+}
+
+static void
+apply_marks(struct scan *s)
+{
+    struct vs_tree *tree = s->tree;
+
+    for (size_t i = 0; i < s->ndoms; i++) {
+        struct vs_node *n = s->doms[i].state != DOM_OK
+                                ? node_by_uuid(tree, s->doms[i].uuid)
+                                : NULL;
+        if (s->doms[i].state == DOM_OK)
+            continue;
+        if (n && n->domain) {
+            vs_domain_set_read_only(n->domain, s->doms[i].why);
+            vs_log(LOG_ERR,
+                   "domain '%s' (%s): %s; it is served read-only, nothing "
+                   "is removed or rolled back, and volumes without a "
+                   "trusted record are unavailable until its metadata is "
+                   "restored",
+                   n->cat.name, s->doms[i].location, s->doms[i].why);
+        } else {
+            vs_log(LOG_ERR,
+                   "store '%s': %s; not shown, nothing in it is removed",
+                   s->doms[i].location, s->doms[i].why);
+        }
+    }
+    for (size_t i = 0; i < s->nmarks; i++) {
+        struct vs_node *n = node_by_uuid(tree, s->marks[i].uuid);
+        if (n && n->cat.kind == VS_NODE_VOLUME)
+            vs_node_set_unavailable(n, s->marks[i].why);
+    }
+}
+
+static void
+scan_free(struct scan *s)
+{
+    for (size_t i = 0; i < s->ndoms; i++) {
+        free(s->doms[i].location);
+        free(s->doms[i].recs);
+        free(s->doms[i].doubtful);
+        free(s->doms[i].acts);
+    }
+    free(s->doms);
+    free(s->seen);
+    free(s->marks);
+    free(s->locals);
+}
+
 int
 vs_tree_rescan(struct vs_tree *tree)
 {
     struct scan s = {.tree = tree};
-    int r;
+    int r = vs_store_list(tree->domain_root, read_listed, &s);
 
-    vs_tree_detach_all(tree);
-    r = vs_catalog_begin(tree->cat);
     if (r < 0)
+        vs_log(LOG_ERR, "cannot list the domains under '%s': %s",
+               tree->domain_root, strerror(-r));
+    if (r == 0)
+        r = sync_catalog(&s);
+    if (r < 0) {
+        /* nothing was changed: the storage, the catalog and the tree in
+         * memory stay as they were */
+        scan_free(&s);
         return r;
-    r = scan_domain_root(&s);
-    if (r == 0)
-        r = delete_stale(&s);
-    if (r == 0)
-        r = vs_catalog_commit(tree->cat);
-    else
-        vs_catalog_rollback(tree->cat);
-    free(s.recs);
-    free(s.seen);
-    if (r == 0)
-        r = vs_catalog_foreach(tree->cat, attach_row, tree);
+    }
+    for (size_t i = 0; i < s.ndoms; i++)
+        if (s.doms[i].state == DOM_OK)
+            repair_domain(&s.doms[i]);
+    vs_tree_detach_all(tree);
+    r = vs_catalog_foreach(tree->cat, attach_row, tree);
     vs_tree_count_layers(tree);
+    apply_marks(&s);
+    scan_free(&s);
     return r;
 }

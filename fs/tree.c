@@ -175,6 +175,7 @@ domain_close(struct vs_domain *dom)
         return;
     vs_meta_area_close(dom->meta);
     vs_store_close(dom->store);
+    free(dom->read_only);
     free(dom);
 }
 
@@ -184,7 +185,44 @@ node_free(struct vs_node *node)
     if (node->cat.kind == VS_NODE_DOMAIN)
         domain_close(node->domain);
     vs_volume_unref(node->vol);
+    free(node->unavailable);
     free(node);
+}
+
+void
+vs_domain_set_read_only(struct vs_domain *dom, const char *why)
+{
+    char *copy = strdup(why);
+
+    if (copy) {
+        free(dom->read_only);
+        dom->read_only = copy;
+    }
+}
+
+void
+vs_node_set_unavailable(struct vs_node *node, const char *why)
+{
+    char *copy = strdup(why);
+
+    if (copy) {
+        free(node->unavailable);
+        node->unavailable = copy;
+    }
+}
+
+int
+vs_node_check_writable(const struct vs_node *node)
+{
+    return node->domain && node->domain->read_only ? -EROFS : 0;
+}
+
+int
+vs_node_check_available(const struct vs_node *node)
+{
+    if (node->unavailable || (node->domain && !node->domain->store))
+        return -EIO;
+    return 0;
 }
 
 /* Remove NODE (a leaf) from the tree and free it. */
@@ -201,6 +239,7 @@ int
 vs_tree_open_domain(struct vs_node *node)
 {
     struct vs_domain *dom = calloc(1, sizeof(*dom));
+    char why[128];
     int r;
 
     if (!dom)
@@ -208,9 +247,16 @@ vs_tree_open_domain(struct vs_node *node)
     r = vs_store_open(node->cat.location, false, &dom->store);
     if (r == 0)
         r = vs_meta_area_open(dom->store, false, &dom->meta);
-    if (r < 0) {
+    if (r == -ENOMEM) {
         domain_close(dom);
         return r;
+    }
+    if (r < 0) {
+        /* its tree stays visible from the catalog; nothing is served */
+        snprintf(why, sizeof(why), "its %s cannot be opened: %s",
+                 dom->store ? "metadata" : "storage", strerror(-r));
+        vs_log(LOG_ERR, "domain '%s': %s", node->cat.name, why);
+        vs_domain_set_read_only(dom, why);
     }
     node->domain = dom;
     return 0;
@@ -312,6 +358,8 @@ open_layer(struct vs_tree *tree, struct vs_node *node,
 
     if (depth > VS_CHAIN_MAX)
         return -ELOOP;
+    if ((r = vs_node_check_available(node)) < 0)
+        return r; /* why was logged when it was found */
     if (cat->backing_id) {
         parent = vs_tree_volume(tree, cat->backing_id);
         r = parent ? open_layer(tree, parent, &parent->cat,
@@ -568,13 +616,18 @@ node_record(struct vs_tree *tree, const struct vs_node *node,
 }
 
 int
-vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
-                  struct vs_cat_node *row, const struct vs_node *backing)
+vs_tree_store_row_marked(struct vs_tree *tree, struct vs_node *node,
+                         struct vs_cat_node *row, const struct vs_node *backing,
+                         const char *pending, const char *retired)
 {
     struct vs_record rec;
     int r;
 
     record_from_row(node->parent, row, backing, &rec);
+    snprintf(rec.pending_object, sizeof(rec.pending_object), "%s",
+             pending ? pending : "");
+    snprintf(rec.retired_object, sizeof(rec.retired_object), "%s",
+             retired ? retired : "");
     r = vs_meta_area_write(node->domain->meta, &rec);
     if (r < 0)
         return r;
@@ -586,6 +639,26 @@ vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
         rec.generation = row->generation;
         vs_meta_area_write(node->domain->meta, &rec);
     }
+    return r;
+}
+
+int
+vs_tree_store_row(struct vs_tree *tree, struct vs_node *node,
+                  struct vs_cat_node *row, const struct vs_node *backing)
+{
+    return vs_tree_store_row_marked(tree, node, row, backing, NULL, NULL);
+}
+
+int
+vs_tree_mark_pending(struct vs_tree *tree, struct vs_node *node,
+                     const char *object)
+{
+    struct vs_cat_node row = node->cat;
+    int r = vs_tree_store_row_marked(
+        tree, node, &row, vs_tree_volume(tree, row.backing_id), object, NULL);
+
+    if (r == 0)
+        node->cat.generation = row.generation;
     return r;
 }
 
@@ -698,21 +771,33 @@ create_volume_object(struct vs_store *st, const char *object, const char *label)
     return r;
 }
 
+/* A new volume: its record first, marked CREATING and naming the object
+ * about to be made (a crash before the mark is cleared makes the rescan
+ * remove that object and the record: nothing is removed that no readable
+ * record names), then the object, then the record as it stays. */
 static int
 make_volume(struct vs_tree *tree, struct vs_node *image,
             struct vs_cat_node *row, struct vs_node **out)
 {
     struct vs_domain *dom = image->domain;
+    struct vs_record rec;
     int r;
 
     snprintf(row->format, sizeof(row->format), "raw");
     snprintf(row->object, sizeof(row->object), "%s", row->uuid);
-    r = create_volume_object(dom->store, row->object, row->name);
+    record_from_row(image, row, NULL, &rec);
+    rec.flags |= VS_RECF_CREATING;
+    snprintf(rec.pending_object, sizeof(rec.pending_object), "%s", row->object);
+    r = vs_meta_area_write(dom->meta, &rec);
     if (r < 0)
         return r;
-    r = vs_tree_publish(tree, image, dom, row, out);
-    if (r < 0)
+    row->slot = rec.slot;
+    row->generation = rec.generation;
+    r = create_volume_object(dom->store, row->object, row->name);
+    if (r == 0 && (r = vs_tree_publish(tree, image, dom, row, out)) < 0)
         vs_object_remove(dom->store, row->object);
+    if (r < 0)
+        vs_meta_area_free(dom->meta, rec.slot);
     return r;
 }
 
@@ -727,6 +812,8 @@ vs_tree_mkdir(struct vs_tree *tree, struct vs_node *parent, const char *name,
     (void)mode;
     if (parent->cat.kind == VS_NODE_VOLUME)
         return -EPERM;
+    if ((r = vs_node_check_writable(parent)) < 0)
+        return r;
     r = vs_name_check(name);
     if (r < 0)
         return r;
@@ -811,6 +898,8 @@ vs_tree_rmdir(struct vs_tree *tree, struct vs_node *node)
 {
     if (node->nchildren > 0)
         return -ENOTEMPTY;
+    if (vs_node_check_writable(node) < 0)
+        return -EROFS;
     if (vs_merge_busy(node->cat.id))
         return -EBUSY;
     if (node->cat.kind == VS_NODE_VOLUME && node->layers_above > 0)
@@ -849,6 +938,8 @@ vs_tree_rename(struct vs_tree *tree, struct vs_node *node, const char *newname)
     int r = vs_name_check(newname);
 
     if (r < 0)
+        return r;
+    if ((r = vs_node_check_writable(node)) < 0)
         return r;
     if (vs_node_child(node->parent, newname))
         return -EEXIST;

@@ -48,7 +48,9 @@ space_of(const struct xctx *x, struct vs_space *sp)
     struct statvfs sv;
 
     if (x->node->domain)
-        return vs_store_space(x->node->domain->store, sp);
+        return x->node->domain->store
+                   ? vs_store_space(x->node->domain->store, sp)
+                   : -EIO;
     if (statvfs(vs_fs.tree->data_dir, &sv) < 0)
         return -errno;
     sp->capacity = (uint64_t)sv.f_blocks * sv.f_frsize;
@@ -167,7 +169,7 @@ get_caps(const struct xctx *x, char *buf, size_t len)
     bool bits[7];
     size_t used = 0;
 
-    if (x->node->domain)
+    if (x->node->domain && x->node->domain->store)
         caps = x->node->domain->store->caps;
     bits[0] = caps.unmap, bits[1] = caps.write_zeroes;
     bits[2] = caps.alloc_status, bits[3] = caps.direct;
@@ -325,7 +327,7 @@ do_shrink(struct vs_node *node, const char *value, size_t size)
 
     if (r == 0)
         r = vs_node_bdev(vs_fs.tree, node, &bs);
-    if (r == 0 && node->layers_above > 0)
+    if (r == 0 && (node->layers_above > 0 || node->domain->read_only))
         r = -EROFS;
     if (r == 0)
         r = vs_volume_shrink(node->vol, bytes);

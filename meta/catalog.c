@@ -46,6 +46,7 @@ enum stmt_id {
     ST_COUNT_NODES,
     ST_GET_SETTING,
     ST_SET_SETTING,
+    ST_CLEAR,
     ST_COUNT,
 };
 
@@ -73,6 +74,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FOREACH] = "SELECT id, " NODE_COLUMNS " FROM nodes "
                    "ORDER BY kind, id",
     [ST_COUNT_NODES] = "SELECT count(*) FROM nodes",
+    /* one statement: references between the rows go with them */
+    [ST_CLEAR] = "DELETE FROM nodes",
     [ST_GET_SETTING] = "SELECT value FROM settings WHERE key = ?1",
     [ST_SET_SETTING] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -581,6 +584,17 @@ vs_catalog_foreach(struct vs_catalog *cat,
     r = foreach_rows(cat, st, fn, arg);
     cat->foreach_busy = false;
     return stmt_release(st, r);
+}
+
+int
+vs_catalog_clear(struct vs_catalog *cat)
+{
+    bool own;
+    int r = txn_enter(cat, &own);
+
+    if (r < 0)
+        return r;
+    return txn_leave(cat, own, run_simple(cat, ST_CLEAR));
 }
 
 int64_t

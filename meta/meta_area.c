@@ -3,21 +3,29 @@
  * the store's "metadata" object, each slot two VS_RECORD_SIZE copies, A then
  * B, reached only through the generic block layer.
  *
- * Opening reads the whole object once and keeps, per slot, what it found:
- * the newest valid generation, which copy holds it, and whether the slot is
- * empty, free (a FREE record), used, or damaged (no valid copy but some
- * garbage, kept for inspection and never handed out as free).  With that
- * state a write knows its target without reading: the copy that does not
- * hold the newest record, at the next generation.  The record is encoded,
- * written with one aligned request, flushed, and only then is the state
- * updated, so a failed write changes nothing and a torn one leaves the
- * previous copy as the newest valid record.  A copy whose header names
- * another slot (a misdirected write) counts as corrupt.
+ * Both copies are written, A then B, each followed by a flush, so at rest
+ * they agree: damage to one copy leaves the other holding the newest record,
+ * and a write torn by a crash leaves either the previous record (A torn, B
+ * old) or the new one (A new, B torn or old).  A record is durable once A
+ * is.  Records written by the older protocol (minor version 0) alternated
+ * between the copies: when one of those sits beside a damaged copy, the
+ * damaged copy may have been the newer one, so the slot is "doubtful" and
+ * the caller must not act on it.
  *
- * The object grows, never shrinks, in steps of GROW_SLOTS slots when a
- * write needs a slot past its end; new slots read as zeros, i.e. empty.
- * Free slots are searched from free_hint, below which (apart from slot 0,
- * the domain's) no slot is free.
+ * Opening reads the whole object once and keeps, per slot, what it found:
+ * the newest valid generation, whether the copies disagree ("split": healed
+ * by rewriting both), whether the slot is doubtful, and whether it is empty,
+ * free (a FREE record), used, or damaged (no valid copy but some garbage,
+ * kept for inspection and never handed out as free).  A copy whose header
+ * names another slot (a misdirected write) counts as corrupt.
+ *
+ * The object grows, never shrinks, in steps of GROW_SLOTS slots when a write
+ * needs a slot past its end; new slots are preallocated (so that rewriting a
+ * record needs no new space on a full store) and read as zeros, i.e. empty.
+ * The domain record in slot 0 carries the area's size ("slots"), rewritten
+ * when it grows, so an area found shorter than that lost records.  Free
+ * slots are searched from free_hint, below which (apart from slot 0, the
+ * domain's) no slot is free.
  *
  * One mutex covers the state and the I/O buffer.  Load drops it around its
  * callbacks, so that they may call back into the area.
@@ -46,6 +54,9 @@ struct slot_state {
     uint64_t generation; /* of the newest valid copy; 0 if none */
     int8_t copy;         /* 0 (A) or 1 (B) holds it; COPY_NONE */
     uint8_t use;         /* enum slot_use */
+    bool split;          /* the copies differ: heal rewrites both */
+    bool doubtful;       /* an old-protocol copy beside a damaged one */
+    bool unborn;         /* damaged A, empty B: a first write torn */
 };
 
 struct vs_meta_area {
@@ -54,6 +65,7 @@ struct vs_meta_area {
     struct slot_state *slots; /* nslots entries */
     uint32_t nslots;          /* slots the object holds */
     uint32_t free_hint;       /* no free slot in [1, free_hint) */
+    uint32_t recorded_slots;  /* "slots" of the domain record; 0: unknown */
     unsigned char *buf;       /* SLOT_BYTES, aligned; under lock */
 };
 
@@ -61,6 +73,8 @@ struct vs_meta_area {
 struct slot_view {
     int err[2];           /* per copy: 0 or the decode error */
     int newest;           /* the copy rec came from, or COPY_NONE */
+    bool split;           /* the copies differ */
+    bool doubtful;        /* see the top of the file */
     struct vs_record rec; /* valid when newest != COPY_NONE */
 };
 
@@ -109,8 +123,13 @@ read_slot(struct vs_meta_area *area, uint32_t slot, struct slot_view *v)
     if (v->err[1] == 0 &&
         (v->newest == COPY_NONE || recs[1].generation > recs[0].generation))
         v->newest = 1;
-    if (v->newest != COPY_NONE)
+    v->split = v->err[0] != v->err[1] ||
+               (v->err[0] == 0 && recs[0].generation != recs[1].generation);
+    v->doubtful = false;
+    if (v->newest != COPY_NONE) {
         v->rec = recs[v->newest];
+        v->doubtful = v->rec.minor == 0 && damaged(v->err[1 - v->newest]);
+    }
     return 0;
 }
 
@@ -122,6 +141,14 @@ note_slot(struct vs_meta_area *area, uint32_t slot, const struct slot_view *v)
 
     s->copy = (int8_t)v->newest;
     s->generation = v->newest != COPY_NONE ? v->rec.generation : 0;
+    s->split = v->split;
+    s->doubtful = v->doubtful;
+    /* A is written first: garbage in A with B never written is a slot's
+     * first record torn by a crash, not a record that existed */
+    s->unborn =
+        v->newest == COPY_NONE && damaged(v->err[0]) && v->err[1] == -ENOENT;
+    if (slot == 0 && v->newest != COPY_NONE && v->rec.kind == VS_REC_DOMAIN)
+        area->recorded_slots = v->rec.area_slots;
     if (v->newest != COPY_NONE)
         s->use = v->rec.kind == VS_REC_FREE ? SLOT_FREE : SLOT_USED;
     else if (damaged(v->err[0]) || damaged(v->err[1]))
@@ -147,6 +174,38 @@ scan_slot(struct vs_meta_area *area, uint32_t slot, struct slot_view *v)
 
 /* ---- growing ---- */
 
+static int write_record(struct vs_meta_area *area, uint32_t slot,
+                        struct vs_record *rec);
+
+/* Reserve the blocks of [OFF, OFF + LEN) so that writing records there later
+ * needs no new space (a full store must still let volumes be removed).  A
+ * store that cannot preallocate is written sparsely: nothing to undo. */
+static void
+preallocate(struct vs_meta_area *area, uint64_t off, uint64_t len)
+{
+    int r = len > 0 ? vs_bdev_allocate(area->bs, off, len) : 0;
+
+    if (r < 0)
+        vs_log_debug(VS_LOG_CAT_META, "metadata %s: preallocating: %s",
+                     area->bs->name, strerror(-r));
+}
+
+/* Write the area's new size into the domain record (slot 0), before any
+ * record is written past the old end. */
+static int
+record_size(struct vs_meta_area *area)
+{
+    struct slot_view v;
+    int r;
+
+    if (area->nslots == 0 || area->slots[0].use != SLOT_USED)
+        return 0; /* no domain record yet: its first write records it */
+    r = read_slot(area, 0, &v);
+    if (r < 0 || v.newest == COPY_NONE || v.rec.kind != VS_REC_DOMAIN)
+        return r < 0 ? r : 0;
+    return write_record(area, 0, &v.rec);
+}
+
 /* Make the object hold at least COUNT slots. */
 static int
 ensure_slots(struct vs_meta_area *area, uint32_t count)
@@ -170,10 +229,12 @@ ensure_slots(struct vs_meta_area *area, uint32_t count)
     r = vs_bdev_truncate(area->bs, slot_offset(n));
     if (r < 0)
         return r;
+    preallocate(area, slot_offset(area->nslots),
+                slot_offset(n) - slot_offset(area->nslots));
     vs_log_debug(VS_LOG_CAT_META, "metadata %s: grown to %u slots",
                  area->bs->name, n);
     area->nslots = n;
-    return 0;
+    return record_size(area);
 }
 
 /* ---- writing ---- */
@@ -227,34 +288,43 @@ write_copy(struct vs_meta_area *area, uint32_t slot, int copy)
     return vs_bdev_flush(area->bs);
 }
 
-/* Write REC into SLOT at the next generation; update REC and the state. */
+/* Write REC into SLOT at the next generation, copy A then copy B; update
+ * REC and the state.  Done once A is durable: a failure on B only leaves
+ * the slot split, for the next heal. */
 static int
 write_record(struct vs_meta_area *area, uint32_t slot, struct vs_record *rec)
 {
     struct vs_record out = *rec;
     struct slot_state *s;
-    int copy, r;
+    int r;
 
     r = ensure_slots(area, slot + 1);
     if (r < 0)
         return r;
     s = &area->slots[slot];
-    copy = s->copy == COPY_NONE ? 0 : 1 - s->copy;
     out.slot = slot;
     out.generation =
         (s->generation > rec->generation ? s->generation : rec->generation) + 1;
+    if (out.kind == VS_REC_DOMAIN)
+        out.area_slots = area->nslots;
     r = vs_record_encode(&out, area->buf);
     if (r == 0)
-        r = write_copy(area, slot, copy);
+        r = write_copy(area, slot, 0);
     if (r < 0)
         return r;
+    s->split = write_copy(area, slot, 1) < 0;
+    s->doubtful = false;
+    s->unborn = false;
     s->generation = out.generation;
-    s->copy = (int8_t)copy;
+    s->copy = 0;
     s->use = out.kind == VS_REC_FREE ? SLOT_FREE : SLOT_USED;
+    if (out.kind == VS_REC_DOMAIN)
+        area->recorded_slots = out.area_slots;
     if (s->use == SLOT_FREE && slot > 0 && slot < area->free_hint)
         area->free_hint = slot;
     rec->slot = slot;
     rec->generation = out.generation;
+    rec->area_slots = out.area_slots;
     return 0;
 }
 
@@ -324,7 +394,8 @@ report_slot(uint32_t slot, const struct slot_view *v,
             void *arg)
 {
     if (on_damage != NULL && (damaged(v->err[0]) || damaged(v->err[1]))) {
-        struct vs_meta_slot_report report = {slot, v->err[0], v->err[1]};
+        struct vs_meta_slot_report report = {slot, v->err[0], v->err[1],
+                                             v->doubtful};
 
         on_damage(&report, arg);
     }
@@ -354,6 +425,73 @@ vs_meta_area_load(struct vs_meta_area *area,
             r = report_slot(slot, &v, on_record, on_damage, arg);
     }
     return r;
+}
+
+/* ---- checking and healing ---- */
+
+int
+vs_meta_area_check(struct vs_meta_area *area, char *why, size_t len)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&area->lock);
+    if (area->nslots == 0 || area->slots[0].use != SLOT_USED) {
+        snprintf(why, len, "its domain record is %s",
+                 area->nslots == 0 || area->slots[0].use == SLOT_EMPTY
+                     ? "missing"
+                     : "unreadable");
+        r = -EUCLEAN;
+    } else if (area->recorded_slots > area->nslots) {
+        snprintf(why, len,
+                 "its metadata holds %u record slots, %u were written: "
+                 "records are missing (truncated?)",
+                 area->nslots, area->recorded_slots);
+        r = -EUCLEAN;
+    }
+    for (uint32_t i = 0; r == 0 && i < area->nslots; i++) {
+        if (area->slots[i].use == SLOT_DAMAGED && !area->slots[i].unborn)
+            snprintf(why, len, "record slot %u is unreadable", i);
+        else if (area->slots[i].doubtful)
+            snprintf(why, len,
+                     "record slot %u: its newer copy is damaged and the "
+                     "older one may be stale",
+                     i);
+        else
+            continue;
+        r = -EUCLEAN;
+    }
+    pthread_mutex_unlock(&area->lock);
+    return r;
+}
+
+/* Rewrite SLOT's newest record into both copies (under the lock). */
+static int
+heal_slot(struct vs_meta_area *area, uint32_t slot)
+{
+    struct slot_view v;
+    int r = read_slot(area, slot, &v);
+
+    if (r < 0 || v.newest == COPY_NONE || v.doubtful)
+        return r;
+    return write_record(area, slot, &v.rec);
+}
+
+int
+vs_meta_area_heal(struct vs_meta_area *area)
+{
+    int healed = 0, r = 0;
+
+    pthread_mutex_lock(&area->lock);
+    preallocate(area, 0, slot_offset(area->nslots));
+    for (uint32_t i = 0; r == 0 && i < area->nslots; i++) {
+        if (!area->slots[i].split || area->slots[i].doubtful ||
+            area->slots[i].copy == COPY_NONE)
+            continue;
+        r = heal_slot(area, i);
+        healed += r == 0;
+    }
+    pthread_mutex_unlock(&area->lock);
+    return r < 0 ? r : healed;
 }
 
 /* ---- opening ---- */

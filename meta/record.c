@@ -84,15 +84,21 @@ enum rec_key {
     KEY_OBJECT,
     KEY_BACKING,
     KEY_FLAGS,
+    KEY_PENDING,
+    KEY_RETIRED,
+    KEY_SLOTS,
     KEY_COUNT,
 };
 
 #define KEY_BIT(k) (1u << (k))
 
 static const char *const key_names[KEY_COUNT] = {
-    [KEY_KIND] = "kind",     [KEY_UUID] = "uuid",       [KEY_PARENT] = "parent",
-    [KEY_NAME] = "name",     [KEY_CREATED] = "created", [KEY_FORMAT] = "format",
-    [KEY_OBJECT] = "object", [KEY_BACKING] = "backing", [KEY_FLAGS] = "flags",
+    [KEY_KIND] = "kind",       [KEY_UUID] = "uuid",
+    [KEY_PARENT] = "parent",   [KEY_NAME] = "name",
+    [KEY_CREATED] = "created", [KEY_FORMAT] = "format",
+    [KEY_OBJECT] = "object",   [KEY_BACKING] = "backing",
+    [KEY_FLAGS] = "flags",     [KEY_PENDING] = "pending",
+    [KEY_RETIRED] = "retired", [KEY_SLOTS] = "slots",
 };
 
 static const char *const kind_names[] = {
@@ -141,10 +147,17 @@ validate_volume(const struct vs_record *rec)
 {
     if (!terminated(rec->format, sizeof(rec->format)) ||
         !terminated(rec->object, sizeof(rec->object)) ||
-        !terminated(rec->backing_uuid, sizeof(rec->backing_uuid)))
+        !terminated(rec->backing_uuid, sizeof(rec->backing_uuid)) ||
+        !terminated(rec->pending_object, sizeof(rec->pending_object)) ||
+        !terminated(rec->retired_object, sizeof(rec->retired_object)))
         return -EINVAL;
     if (!valid_token(rec->format, VS_FORMAT_MAX) ||
         !valid_token(rec->object, VS_OBJECT_MAX))
+        return -EINVAL;
+    if ((rec->pending_object[0] &&
+         !valid_token(rec->pending_object, VS_OBJECT_MAX)) ||
+        (rec->retired_object[0] &&
+         !valid_token(rec->retired_object, VS_OBJECT_MAX)))
         return -EINVAL;
     if (rec->backing_uuid[0] != '\0' && !vs_uuid_valid(rec->backing_uuid))
         return -EINVAL;
@@ -194,7 +207,11 @@ normalise(struct vs_record *rec)
         rec->format[0] = '\0';
         rec->object[0] = '\0';
         rec->backing_uuid[0] = '\0';
+        rec->pending_object[0] = '\0';
+        rec->retired_object[0] = '\0';
     }
+    if (rec->kind != VS_REC_DOMAIN)
+        rec->area_slots = 0;
 }
 
 /* ---- encoding ---- */
@@ -245,7 +262,13 @@ write_payload(const struct vs_record *rec, struct writer *w)
         emit(w, KEY_OBJECT, rec->object);
         if (rec->backing_uuid[0] != '\0')
             emit(w, KEY_BACKING, rec->backing_uuid);
+        if (rec->pending_object[0] != '\0')
+            emit(w, KEY_PENDING, rec->pending_object);
+        if (rec->retired_object[0] != '\0')
+            emit(w, KEY_RETIRED, rec->retired_object);
     }
+    if (rec->kind == VS_REC_DOMAIN && rec->area_slots > 0)
+        emit_number(w, KEY_SLOTS, rec->area_slots);
     emit_number(w, KEY_FLAGS, rec->flags);
 }
 
@@ -358,6 +381,17 @@ parse_value(enum rec_key key, const char *value, struct vs_record *rec)
         r = parse_integer(value, 0, UINT32_MAX, &n);
         if (r == 0)
             rec->flags = (uint32_t)n;
+        return r;
+    case KEY_PENDING:
+        return copy_value(rec->pending_object, sizeof(rec->pending_object),
+                          value);
+    case KEY_RETIRED:
+        return copy_value(rec->retired_object, sizeof(rec->retired_object),
+                          value);
+    case KEY_SLOTS:
+        r = parse_integer(value, 0, UINT32_MAX, &n);
+        if (r == 0)
+            rec->area_slots = (uint32_t)n;
         return r;
     default:
         return -EINVAL;
@@ -488,6 +522,7 @@ vs_record_decode(const void *buf, size_t len, struct vs_record *out)
     if (r < 0)
         return r;
     normalise(&rec);
+    rec.minor = (uint16_t)get_le(b + OFF_MINOR, 2);
     r = validate(&rec);
     if (r < 0)
         return r;

@@ -79,6 +79,8 @@ int vs_catalog_get_by_uuid(struct vs_catalog *cat, const char *uuid,
 int vs_catalog_foreach(struct vs_catalog *cat,
                        int (*fn)(const struct vs_cat_node *node, void *arg),
                        void *arg);
+/* Delete every node (a rebuild from the domains follows). */
+int vs_catalog_clear(struct vs_catalog *cat);
 /* Number of nodes stored. */
 int64_t vs_catalog_count(struct vs_catalog *cat);
 

@@ -4,11 +4,11 @@
  * that it works the same on every backend.
  *
  * Slot i holds two copies, A at byte 2*i*VS_RECORD_SIZE and B right after
- * it.  A write goes to the copy that does not hold the newest valid
- * generation, then flushes; a read takes the valid copy with the highest
- * generation.  A write torn by a crash therefore leaves the previous
- * version readable, and the torn copy is reported and never used.
- * Slot 0 holds the domain record.
+ * it.  A write goes to A, then B, each flushed, so at rest both copies
+ * hold the newest record; a read takes the valid copy with the highest
+ * generation.  Damage to one copy therefore loses nothing, and a write
+ * torn by a crash leaves either the previous or the new version readable.
+ * Slot 0 holds the domain record, which also records the area's size.
  *
  * Callers serialise writes to one area (the tree holds its domain's lock);
  * reads may run in parallel with nothing else.
@@ -30,6 +30,9 @@ struct vs_meta_slot_report {
     uint32_t slot;
     int copy_a; /* 0 valid, or the vs_record_decode error */
     int copy_b;
+    /* the valid copy was written by the old one-copy protocol: the damaged
+     * copy may have held a newer record, so the one used is only a hint */
+    bool doubtful;
 };
 
 /* Open the area on the store's metadata object (creating the object when
@@ -58,6 +61,18 @@ int vs_meta_area_read(struct vs_meta_area *area, uint32_t slot,
  * rec->slot is 0 and rec->kind is not VS_REC_DOMAIN, a free slot is
  * chosen first and stored in rec->slot. */
 int vs_meta_area_write(struct vs_meta_area *area, struct vs_record *rec);
+
+/* Whether every record the area should hold was found trustworthy: 0, or
+ * -EUCLEAN with the reason in WHY (the domain record missing or unreadable,
+ * the area shorter than the domain record says, a slot damaged beyond
+ * both copies or doubtful).  A caller must then not remove or roll back
+ * anything on the strength of missing records. */
+int vs_meta_area_check(struct vs_meta_area *area, char *why, size_t len);
+
+/* Restore full redundancy: rewrite every slot whose copies disagree (one
+ * damaged, torn or older) from its newest valid copy, and preallocate the
+ * area.  Doubtful slots are left alone.  Returns the slots rewritten. */
+int vs_meta_area_heal(struct vs_meta_area *area);
 
 /* Mark SLOT free, durably. */
 int vs_meta_area_free(struct vs_meta_area *area, uint32_t slot);

@@ -35,7 +35,9 @@
 #define VS_RECORD_SIZE 4096
 #define VS_RECORD_HEADER_SIZE 64
 #define VS_RECORD_VERSION 1
-#define VS_RECORD_MINOR 0
+/* minor 1: both copies of a slot are written (A, then B), so at rest they
+ * agree; records may carry "slots", "pending" and "retired" */
+#define VS_RECORD_MINOR 1
 
 #define VS_UUID_LEN 36      /* text form, without the NUL */
 #define VS_NAME_MAX 128     /* bytes of a domain, image or volume name */
@@ -64,6 +66,17 @@ struct vs_record {
     char object[VS_OBJECT_MAX + 1];     /* object name on the store */
     char backing_uuid[VS_UUID_LEN + 1]; /* parent layer, "" for a base */
     uint32_t flags;                     /* enum vs_record_flags */
+    /* volumes only: an object being made under this record's protection
+     * (a new volume's own, a snapshot's new top, a new layer); a rescan
+     * that finds it still named here removes it, the step never ended */
+    char pending_object[VS_OBJECT_MAX + 1];
+    /* volumes only: an object this record gave up (the step ended); a
+     * rescan removes it unless another record names it */
+    char retired_object[VS_OBJECT_MAX + 1];
+    /* domain only: the metadata area's size in slots when written (0:
+     * unknown); an area found shorter lost records */
+    uint32_t area_slots;
+    uint16_t minor; /* decode: the minor version the record was written in */
 };
 
 enum vs_record_flags {
@@ -76,6 +89,9 @@ enum vs_record_flags {
     /* being merged the other way: its one child's own layer is copied down
      * into this layer's object, which the child then takes over */
     VS_RECF_MERGE_DOWN = 1 << 4,
+    /* a new volume whose object (pending_object) is being made: a rescan
+     * removes the object and frees the record */
+    VS_RECF_CREATING = 1 << 5,
 };
 
 /* Encode REC into BUF (VS_RECORD_SIZE bytes), computing the CRC.  -EINVAL if

@@ -1,11 +1,13 @@
 #!/bin/bash
-# Damaged metadata on the store.  With the daemon stopped, damage the
-# newest copy of a volume's record in DATA_DIR/domains/<uuid>/metadata
-# (include/vs/meta_area.h: slot i has copy A at 2*i*4096 and copy B at
-# (2*i+1)*4096; include/vs/record.h: a 64-byte header, then "key=value"
-# lines), delete the catalog and mount: the volume is back from the other
-# copy and the damage is logged.  Damage both copies: the volume is absent,
-# the damage is logged, everything else is served.  Replace the catalog with
+# Damaged metadata on the store.  With the daemon stopped, damage a copy of
+# a volume's record in DATA_DIR/domains/<uuid>/metadata (include/vs/
+# meta_area.h: slot i has copy A at 2*i*4096 and copy B at (2*i+1)*4096,
+# both written, so at rest they hold the same record; include/vs/record.h:
+# a 64-byte header, then "key=value" lines), delete the catalog and mount:
+# the volume is back from the other copy, the damage is logged and the copy
+# rewritten.  Damage both copies: nothing is removed, the domain is served
+# read-only, the volume is unavailable (from the catalog) or absent (without
+# it); restoring the metadata brings it back.  Replace the catalog with
 # garbage: the daemon either refuses to start with a clear message or
 # rebuilds from the domains, and does not crash.
 . "$(dirname "$0")/lib.sh"
@@ -64,63 +66,83 @@ check "the domain's metadata object exists" test -f "$META"
 copies=$(meta_copies "$META" "$tv_uuid")
 diag "records of the volume: $copies"
 assert_eq 2 "$(wc -l <<<"$copies")" "the renamed volume's slot holds two copies"
-newest=$(sort -k2,2n <<<"$copies" | tail -n 1)
-older=$(sort -k2,2n <<<"$copies" | head -n 1)
-read -r nblock _ nname <<<"$newest"
-read -r oblock _ oname <<<"$older"
-assert_eq tv "$nname" "the newest copy has the new name"
-assert_eq tv-old "$oname" "the older copy has the old name"
-assert_eq $((nblock / 2)) $((oblock / 2)) "both copies are in one slot"
+read -r ablock agen aname <<<"$(head -n 1 <<<"$copies")"
+read -r bblock bgen bname <<<"$(tail -n 1 <<<"$copies")"
+assert_eq "tv tv" "$aname $bname" "both copies hold the newest record (the new name)"
+assert_eq "$agen" "$bgen" "both copies hold the same generation"
+assert_eq $((ablock / 2)) $((bblock / 2)) "both copies are in one slot"
+cp "$META" "$T/metadata.good"
 
-# 1. The newest copy damaged: the older copy serves the volume.
-damage "$META" "$nblock"
-drop_catalog
-log_mark
-start_vstorfs
-tree=$(tree_listing)
-diag "$tree"
-if grep -q " $tv_uuid\$" <<<"$tree"; then
-    ok "one copy damaged: the volume is still there"
-else
-    not_ok "one copy damaged: the volume is still there" "tree: $tree"
-fi
-check "one copy damaged: it has the older copy's name (tv-old)" test -d "$I/tv-old"
-check "one copy damaged: its bytes are intact" cmp "$I/tv-old/data" "$T/tv.bin"
-check "one copy damaged: the other volume is intact" cmp "$I/keep/data" "$T/keep.bin"
-if log_gained "$DAMAGE_RE"; then
-    ok "one copy damaged: the daemon logged the damage"
-    diag "$(log_new_lines | grep -Ei "$DAMAGE_RE" | head -n 3)"
-else
-    not_ok "one copy damaged: the daemon logged the damage" "new log lines: $(log_new_lines)"
-fi
-stop_vstorfs
+# 1. One copy damaged (either): the other copy serves the volume as it was,
+# and the damaged copy is rewritten.
+for blk in "$ablock" "$bblock"; do
+    damage "$META" "$blk"
+    drop_catalog
+    log_mark
+    start_vstorfs
+    tree=$(tree_listing)
+    if grep -q " $tv_uuid\$" <<<"$tree"; then
+        ok "copy $blk damaged: the volume is still there"
+    else
+        not_ok "copy $blk damaged: the volume is still there" "tree: $tree"
+    fi
+    check "copy $blk damaged: it has its newest name (tv)" test -d "$I/tv"
+    check "copy $blk damaged: its bytes are intact" cmp "$I/tv/data" "$T/tv.bin"
+    check "copy $blk damaged: the other volume is intact" cmp "$I/keep/data" "$T/keep.bin"
+    check "copy $blk damaged: the domain is writable" mkdir "$I/new$blk"
+    if log_gained "$DAMAGE_RE"; then
+        ok "copy $blk damaged: the daemon logged the damage"
+        diag "$(log_new_lines | grep -Ei "$DAMAGE_RE" | head -n 3)"
+    else
+        not_ok "copy $blk damaged: the daemon logged the damage" "new log lines: $(log_new_lines)"
+    fi
+    rmdir "$I/new$blk"
+    stop_vstorfs
+    assert_eq 2 "$(meta_copies "$META" "$tv_uuid" | wc -l)" \
+        "copy $blk damaged: the start rewrote it (two valid copies again)"
+done
+cp "$T/metadata.good" "$META"
 
-# 2. Both copies of the slot damaged: the volume is absent.
-slot=$((nblock / 2))
+# 2. Both copies of the slot damaged: nothing is removed or rolled back; the
+# domain is read-only until its metadata is restored.
+slot=$((ablock / 2))
 damage "$META" $((2 * slot))
 damage "$META" $((2 * slot + 1))
-drop_catalog
 log_mark
+start_vstorfs
+check "both copies damaged, catalog kept: the volume is listed from the catalog" \
+    test -d "$I/tv"
+expect_errno EIO open "$I/tv/data" O_RDONLY
+check "both copies damaged: the other volume is intact" cmp "$I/keep/data" "$T/keep.bin"
+expect_errno EROFS mkdir "$I/new"
+expect_errno EROFS rmdir "$I/keep"
+check "both copies damaged: the unreadable record's object is kept" \
+    test -f "$DATA/domains/$duuid/$tv_object"
+if log_gained "read-only"; then
+    ok "both copies damaged: the log says the domain is read-only and why"
+    diag "$(log_new_lines | grep -i "read-only" | head -n 2)"
+else
+    not_ok "both copies damaged: the log says the domain is read-only and why" "new log lines: $(log_new_lines)"
+fi
+stop_vstorfs
+drop_catalog
 start_vstorfs
 tree=$(tree_listing)
 if grep -q " $tv_uuid\$" <<<"$tree"; then
-    not_ok "both copies damaged: the volume is absent" "tree: $tree"
+    not_ok "both copies damaged, no catalog: the volume is absent" "tree: $tree"
 else
-    ok "both copies damaged: the volume is absent"
+    ok "both copies damaged, no catalog: the volume is absent"
 fi
 assert_eq "keep" "$(ls "$I" | xargs)" "both copies damaged: the image lists the other volume only"
 assert_eq "$keep_uuid" "$(xget "$I/keep" user.vstor.uuid)" "both copies damaged: the other volume keeps its uuid"
-check "both copies damaged: the other volume is intact" cmp "$I/keep/data" "$T/keep.bin"
-check "both copies damaged: the domain is served (mkdir works)" mkdir "$I/new"
-check "both copies damaged: the unreadable record's object is kept (not taken for a leftover)" \
+check "both copies damaged: the object is still kept" \
     test -f "$DATA/domains/$duuid/$tv_object"
-check "both copies damaged: rmdir works" rmdir "$I/new"
-if log_gained "$DAMAGE_RE"; then
-    ok "both copies damaged: the daemon logged the damage"
-    diag "$(log_new_lines | grep -Ei "$DAMAGE_RE" | head -n 3)"
-else
-    not_ok "both copies damaged: the daemon logged the damage" "new log lines: $(log_new_lines)"
-fi
+stop_vstorfs
+cp "$T/metadata.good" "$META"
+start_vstorfs
+check "metadata restored: the volume is back" cmp "$I/tv/data" "$T/tv.bin"
+check "metadata restored: the domain is writable again" mkdir "$I/new"
+check "metadata restored: rmdir works" rmdir "$I/new"
 tree_before=$(tree_listing)
 stop_vstorfs
 

@@ -120,7 +120,28 @@ rec_equal(const struct vs_record *a, const struct vs_record *b)
            strcmp(a->format, b->format) == 0 &&
            strcmp(a->object, b->object) == 0 &&
            strcmp(a->backing_uuid, b->backing_uuid) == 0 &&
-           a->flags == b->flags;
+           a->flags == b->flags && a->area_slots == b->area_slots;
+}
+
+static struct vs_record domain_now; /* slot 0 as last written */
+
+/* A write that grows the area also rewrites the domain record in slot 0
+ * (its "slots" key): record that version as written by the same step. */
+static void
+note_domain_rewrite(struct vs_meta_area *area, const struct mop *o)
+{
+    struct vs_record rec;
+
+    if (vs_meta_area_read(area, 0, &rec) < 0 || nops == MAX_OPS ||
+        rec.generation == domain_now.generation)
+        return;
+    domain_now = rec;
+    ops[nops] = *o;
+    snprintf(ops[nops].what, sizeof(ops[nops].what), "domain size");
+    ops[nops].slot = 0;
+    ops[nops].is_free = false;
+    ops[nops].rec = rec;
+    nops++;
 }
 
 static bool
@@ -140,6 +161,10 @@ op_write(struct vs_meta_area *area, struct vs_record *rec, const char *what)
     o->slot = rec->slot;
     o->rec = *rec;
     nops++;
+    if (rec->slot == 0)
+        domain_now = *rec;
+    else
+        note_domain_rewrite(area, &ops[nops - 1]);
     return true;
 }
 
@@ -444,10 +469,16 @@ check_reuse(const struct crashsim_state *cs, struct vs_meta_area *area,
         good = vs_meta_area_load(area, on_record, NULL, &after) == 0 &&
                after.have[rec.slot] && rec_equal(&after.got[rec.slot], &rec);
     for (uint32_t s = 0; good && s < MAX_SLOTS; s++) {
+        struct vs_record was = before->got[s];
+
+        if (s == 0 && after.have[0] && before->have[0]) {
+            /* a write that grows the area records its size in slot 0 */
+            was.generation = after.got[0].generation;
+            was.area_slots = after.got[0].area_slots;
+        }
         if (s != rec.slot)
-            good =
-                after.have[s] == before->have[s] &&
-                (!after.have[s] || rec_equal(&after.got[s], &before->got[s]));
+            good = after.have[s] == before->have[s] &&
+                   (!after.have[s] || rec_equal(&after.got[s], &was));
     }
     if (!good) {
         t.reuse_fail++;

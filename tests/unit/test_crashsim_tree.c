@@ -65,7 +65,7 @@
 #define MAX_OPS 24
 #define ROOT CRASHSIM_SCHEME "root"
 #define RANDOM_FATES 6
-#define MAX_DIAGS 12
+#define MAX_DIAGS 40
 
 /* ---- the model ---- */
 
@@ -779,8 +779,10 @@ check_agreement(const char *state, struct rec_list *recs, bool *merging)
 
     recs->n = 0;
     *merging = false;
-    if (vs_store_list(ROOT, count_store, &nstores) < 0 ||
-        nstores != (dom ? 1 : 0)) {
+    /* a domain whose creation was interrupted before its record leaves its
+     * store, which the rescan reports and keeps (it removes nothing that no
+     * readable record names) */
+    if (vs_store_list(ROOT, count_store, &nstores) < 0 || nstores != 1) {
         fail(state, "%d stores under the root for %d domains", nstores,
              dom ? 1 : 0);
         return false;
@@ -842,6 +844,20 @@ check_agreement(const char *state, struct rec_list *recs, bool *merging)
 /* Check 4 for one volume of the state against models A and B (either may
  * lack it). */
 static bool
+partly_grown(const struct vs_node *n, const struct mvol *a,
+             const struct mvol *b, const char *bname, uint64_t size, bool exact)
+{
+    /* a raw volume is its object: an extending write the guest has not yet
+     * flushed may land in part, as on the file system below, so until the
+     * step ends its size may be any sector between the two */
+    return !exact && a && b && strcmp(n->cat.format, "raw") == 0 &&
+           strcmp(a->backing, bname) == 0 && strcmp(b->backing, bname) == 0 &&
+           size >= (a->size < b->size ? a->size : b->size) &&
+           size <= (a->size > b->size ? a->size : b->size) &&
+           size % SECTOR == 0;
+}
+
+static bool
 check_volume(const char *state, struct vs_node *n, const struct mvol *a,
              const struct mvol *b, bool exact)
 {
@@ -866,7 +882,8 @@ check_volume(const char *state, struct vs_node *n, const struct mvol *a,
     }
     size = atomic_load(&n->vol->size);
     if (!((a && a->size == size && strcmp(a->backing, bname) == 0) ||
-          (b && b->size == size && strcmp(b->backing, bname) == 0))) {
+          (b && b->size == size && strcmp(b->backing, bname) == 0) ||
+          partly_grown(n, a, b, bname, size, exact))) {
         fail(state, "volume '%s': size %" PRIu64 ", backing '%s' in no model",
              n->cat.name, size, bname);
         return false;

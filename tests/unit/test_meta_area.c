@@ -20,6 +20,7 @@
 #include "tap.h"
 #include "vs/bdev.h"
 #include "vs/meta_area.h"
+#include "vs/util.h"
 
 #define SLOT_BYTES ((size_t)2 * VS_RECORD_SIZE)
 
@@ -329,6 +330,115 @@ test_both_bad(struct vs_meta_area *area)
     return area;
 }
 
+/* Every write lands in both copies: at rest they hold the same block. */
+static void
+test_both_copies(struct vs_meta_area *area)
+{
+    static unsigned char a[VS_RECORD_SIZE], b[VS_RECORD_SIZE];
+    struct vs_record rec = make_record(VS_REC_VOLUME, 50, "twice");
+    char why[256];
+
+    is_int(vs_meta_area_write(area, &rec), 0, "write a record");
+    peek(a, sizeof(a), copy_offset(rec.slot, 0));
+    peek(b, sizeof(b), copy_offset(rec.slot, 1));
+    ok(memcmp(a, b, sizeof(a)) == 0, "copies A and B hold the same block");
+    snprintf(rec.name, sizeof(rec.name), "twice-renamed");
+    is_int(vs_meta_area_write(area, &rec), 0, "rewrite it");
+    peek(a, sizeof(a), copy_offset(rec.slot, 0));
+    peek(b, sizeof(b), copy_offset(rec.slot, 1));
+    ok(memcmp(a, b, sizeof(a)) == 0, "both copies hold the rewrite");
+    is_int(vs_meta_area_check(area, why, sizeof(why)), 0,
+           "check: complete and trusted (slot 2 was freed)");
+}
+
+/* A record written by the old one-copy protocol (minor 0) beside a damaged
+ * copy: the damaged one may have been newer, so the record is a hint. */
+static struct vs_meta_area *
+test_doubtful(struct vs_meta_area *area, uint32_t slot)
+{
+    static unsigned char blk[VS_RECORD_SIZE], junk[VS_RECORD_SIZE];
+    struct vs_record rec;
+    struct seen s;
+    char why[256];
+    uint32_t crc;
+
+    peek(blk, sizeof(blk), copy_offset(slot, 0));
+    blk[10] = 0; /* minor version 0 */
+    blk[11] = 0;
+    memset(blk + 32, 0, 4);
+    crc = vs_crc32c(0, blk, VS_RECORD_HEADER_SIZE + (blk[28] | blk[29] << 8));
+    for (int i = 0; i < 4; i++)
+        blk[32 + i] = (unsigned char)(crc >> (8 * i));
+    memset(junk, 0x5a, sizeof(junk));
+    vs_meta_area_close(area);
+    poke(blk, sizeof(blk), copy_offset(slot, 0));
+    poke(junk, sizeof(junk), copy_offset(slot, 1));
+    area = open_again();
+    if (area == NULL)
+        return NULL;
+    is_int(vs_meta_area_read(area, slot, &rec), 0, "old-protocol copy reads");
+    is_int(rec.minor, 0, "it says minor version 0");
+    is_int(load(area, &s), 0, "load");
+    ok(s.damaged >= 1 && s.reports[s.damaged - 1].slot == slot &&
+           s.reports[s.damaged - 1].doubtful,
+       "the slot is reported doubtful");
+    is_int(vs_meta_area_heal(area) >= 0, 1, "heal runs");
+    peek(blk, sizeof(blk), copy_offset(slot, 1));
+    ok(blk[0] == 0x5a, "heal leaves a doubtful slot alone");
+    ok(vs_meta_area_check(area, why, sizeof(why)) == -EUCLEAN,
+       "check says the area is in doubt");
+    return area;
+}
+
+/* One copy damaged (new protocol): the other is the newest; heal mends. */
+static struct vs_meta_area *
+test_heal(struct vs_meta_area *area, uint32_t slot)
+{
+    static unsigned char a[VS_RECORD_SIZE], b[VS_RECORD_SIZE];
+    struct seen s;
+
+    memset(a, 0x33, 100);
+    vs_meta_area_close(area);
+    poke(a, 100, copy_offset(slot, 1) + 70);
+    area = open_again();
+    if (area == NULL)
+        return NULL;
+    is_int(load(area, &s), 0, "load with copy B damaged");
+    ok(s.damaged >= 1 && !s.reports[s.damaged - 1].doubtful,
+       "reported, and not doubtful: copy A holds the same record");
+    ok(vs_meta_area_heal(area) >= 1, "heal rewrites the slot");
+    peek(a, sizeof(a), copy_offset(slot, 0));
+    peek(b, sizeof(b), copy_offset(slot, 1));
+    ok(memcmp(a, b, sizeof(a)) == 0, "both copies agree again");
+    return area;
+}
+
+/* The object truncated: the domain record says how many slots it had. */
+static struct vs_meta_area *
+test_truncated(struct vs_meta_area *area)
+{
+    struct vs_record dom = make_record(VS_REC_DOMAIN, 60, "dom"), out;
+    struct vs_bdev *bs;
+    char why[256] = "";
+
+    is_int(vs_meta_area_write(area, &dom), 0, "write the domain record");
+    is_int(vs_meta_area_read(area, 0, &out), 0, "read it back");
+    ok(out.area_slots >= 8, "it records the area's size (%u slots)",
+       out.area_slots);
+    vs_meta_area_close(area);
+    if (vs_object_open(store, VS_META_OBJECT, 0, "cut", &bs) == 0) {
+        vs_bdev_truncate(bs, 4096);
+        vs_bdev_close(bs);
+    }
+    area = open_again();
+    if (area == NULL)
+        return NULL;
+    is_int(vs_meta_area_check(area, why, sizeof(why)), -EUCLEAN,
+           "a truncated area is in doubt");
+    ok(strstr(why, "missing") != NULL, "and says records are missing: %s", why);
+    return area;
+}
+
 static struct vs_meta_area *
 test_reopen(struct vs_meta_area *area)
 {
@@ -372,6 +482,14 @@ main(void)
         area = test_both_bad(area);
     if (area != NULL)
         area = test_reopen(area);
+    if (area != NULL)
+        test_both_copies(area);
+    if (area != NULL)
+        area = test_heal(area, 3);
+    if (area != NULL)
+        area = test_doubtful(area, 4);
+    if (area != NULL)
+        area = test_truncated(area);
     vs_meta_area_close(area);
 out:
     vs_store_close(store);
