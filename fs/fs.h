@@ -157,12 +157,23 @@ struct vs_tree {
     struct vs_node **hash;
     size_t hash_size;
     size_t count;
+    /* set at open with VS_TREE_DEFER_REPAIRS: the first rescan changes
+     * nothing on the storage (a start that fails later, say at the mount,
+     * leaves it as it was); vs_tree_finish_start runs what it found */
+    bool defer_repairs;
+    bool repairs_pending;
 };
+
+#define VS_TREE_DEFER_REPAIRS 1u
 
 /* Open the tree of DATA_DIR: its catalog at CATALOG_PATH, its domains
  * under DOMAIN_ROOT (NULL: the directory DATA_DIR/domains), rescanned. */
 int vs_tree_open(const char *data_dir, const char *domain_root,
-                 const char *catalog_path, struct vs_tree **out);
+                 const char *catalog_path, unsigned flags,
+                 struct vs_tree **out);
+/* Once the start can no longer fail: run the repairs a deferred open
+ * found (interrupted steps, record copies to rewrite). */
+int vs_tree_finish_start(struct vs_tree *tree);
 void vs_tree_close(struct vs_tree *tree);
 
 void vs_tree_rdlock(struct vs_tree *tree);

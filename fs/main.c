@@ -104,7 +104,8 @@ daemonize(const struct vs_config *cfg)
     vs_fs.tree = NULL;
     fuse_daemonize(0);
     vs_log_use_syslog(true);
-    r = vs_tree_open(cfg->data_dir, NULL, cfg->catalog_path, &vs_fs.tree);
+    r = vs_tree_open(cfg->data_dir, NULL, cfg->catalog_path,
+                     VS_TREE_DEFER_REPAIRS, &vs_fs.tree);
     if (r < 0)
         vs_log(LOG_ERR, "cannot reopen data directory '%s': %s", cfg->data_dir,
                strerror(-r));
@@ -137,6 +138,10 @@ serve(struct vs_config *cfg, const char *prog)
                cfg->mountpoint);
         if (!cfg->foreground)
             r = daemonize(cfg);
+        /* mounted: the start can no longer fail, the storage may change */
+        if (r == 0 && vs_tree_finish_start(vs_fs.tree) < 0)
+            vs_log(LOG_WARNING, "the repairs found at start did not all run; "
+                                "the next rescan retries them");
         if (r == 0)
             vs_merge_resume_all(vs_fs.tree);
         /* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP:
@@ -185,7 +190,8 @@ main(int argc, char **argv)
     }
     r = setup_logging(&cfg);
     if (r == 0)
-        r = vs_tree_open(cfg.data_dir, NULL, cfg.catalog_path, &vs_fs.tree);
+        r = vs_tree_open(cfg.data_dir, NULL, cfg.catalog_path,
+                         VS_TREE_DEFER_REPAIRS, &vs_fs.tree);
     if (r < 0 && r != -EINVAL)
         vs_log(LOG_ERR, "cannot open data directory '%s' (catalog '%s'): %s%s",
                cfg.data_dir, cfg.catalog_path, strerror(-r),

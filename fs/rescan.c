@@ -65,6 +65,7 @@ struct dscan {
     struct action *acts;
     size_t nacts;
     bool destroy; /* its removal was interrupted: finish it */
+    bool split;   /* record copies disagree: heal rewrites them */
 };
 
 /* A node to mark after the tree is rebuilt. */
@@ -318,14 +319,17 @@ read_domain(struct scan *s, struct dscan *d)
                  "no domain record can be read: its metadata cannot be read "
                  "(%s)",
                  strerror(-r));
-    } else if (vs_meta_area_check(meta, d->why, sizeof(d->why)) < 0) {
+    } else if ((r = vs_meta_area_check(meta, d->why, sizeof(d->why))) < 0) {
         d->state = DOM_DOUBT;
     } else if (d->ndoubtful > 0) {
         d->state = DOM_DOUBT;
         snprintf(d->why, sizeof(d->why), "a record may be stale");
     }
+    if (r == -EUCLEAN)
+        r = 0;
     if (d->state == DOM_OK) {
         const struct vs_record *dom = domain_record(d);
+        d->split = r > 0;
         d->destroy = dom && (dom->flags & VS_RECF_REMOVING);
         r = d->destroy ? 0 : plan_repairs(d);
         if (r == 0 && !d->destroy)
@@ -666,7 +670,9 @@ sync_catalog(struct scan *s)
     if (r == 0)
         return vs_catalog_commit(cat);
     vs_catalog_rollback(cat);
-    if (r == -ENOMEM || r == -ENOSPC || r == -EROFS || r == -EBUSY)
+    /* rows that clash or hang together wrongly: rebuild; the catalog
+     * failing to write (EIO, ENOSPC, EROFS ...) is no reason to */
+    if (r != -EEXIST && r != -ENOTEMPTY && r != -EUCLEAN && r != -ENOENT)
         return r;
     vs_log(LOG_WARNING,
            "catalog: it disagrees with the domains (%s); rebuilding it from "
@@ -837,9 +843,16 @@ vs_tree_rescan(struct vs_tree *tree)
         scan_free(&s);
         return r;
     }
-    for (size_t i = 0; i < s.ndoms; i++)
-        if (s.doms[i].state == DOM_OK)
-            repair_domain(&s.doms[i]);
+    tree->repairs_pending = false;
+    for (size_t i = 0; i < s.ndoms; i++) {
+        struct dscan *d = &s.doms[i];
+        if (d->state != DOM_OK)
+            continue;
+        if (!tree->defer_repairs)
+            repair_domain(d);
+        else if (d->nacts || d->destroy || d->split)
+            tree->repairs_pending = true;
+    }
     vs_tree_detach_all(tree);
     r = vs_catalog_foreach(tree->cat, attach_row, tree);
     vs_tree_count_layers(tree);

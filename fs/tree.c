@@ -526,7 +526,7 @@ load_host_identity(struct vs_tree *tree)
 
 int
 vs_tree_open(const char *data_dir, const char *domain_root,
-             const char *catalog_path, struct vs_tree **out)
+             const char *catalog_path, unsigned flags, struct vs_tree **out)
 {
     struct vs_tree *tree = calloc(1, sizeof(*tree));
     char *domains = NULL;
@@ -545,6 +545,7 @@ vs_tree_open(const char *data_dir, const char *domain_root,
         return -ENOMEM;
     }
     pthread_rwlock_init(&tree->lock, NULL);
+    tree->defer_repairs = flags & VS_TREE_DEFER_REPAIRS;
     tree->root.cat.kind = VS_NODE_ROOT;
     tree->root.cat.mode = DIR_MODE;
     r = make_dir(data_dir);
@@ -566,6 +567,19 @@ vs_tree_open(const char *data_dir, const char *domain_root,
     tree->root.cat.created = tree->created;
     *out = tree;
     return 0;
+}
+
+int
+vs_tree_finish_start(struct vs_tree *tree)
+{
+    int r = 0;
+
+    vs_tree_wrlock(tree);
+    tree->defer_repairs = false;
+    if (tree->repairs_pending)
+        r = vs_tree_rescan(tree);
+    vs_tree_unlock(tree);
+    return r;
 }
 
 void

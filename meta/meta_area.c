@@ -460,6 +460,8 @@ vs_meta_area_check(struct vs_meta_area *area, char *why, size_t len)
             continue;
         r = -EUCLEAN;
     }
+    for (uint32_t i = 0; r >= 0 && i < area->nslots; i++)
+        r += area->slots[i].split && area->slots[i].copy != COPY_NONE;
     pthread_mutex_unlock(&area->lock);
     return r;
 }

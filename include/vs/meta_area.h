@@ -62,7 +62,8 @@ int vs_meta_area_read(struct vs_meta_area *area, uint32_t slot,
  * chosen first and stored in rec->slot. */
 int vs_meta_area_write(struct vs_meta_area *area, struct vs_record *rec);
 
-/* Whether every record the area should hold was found trustworthy: 0, or
+/* Whether every record the area should hold was found trustworthy: the
+ * number of slots whose copies disagree (vs_meta_area_heal's work), or
  * -EUCLEAN with the reason in WHY (the domain record missing or unreadable,
  * the area shorter than the domain record says, a slot damaged beyond
  * both copies or doubtful).  A caller must then not remove or roll back

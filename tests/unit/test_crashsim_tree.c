@@ -988,7 +988,7 @@ judge(const char *state, const char *cat, const struct model *a,
         if (system(cmd) != 0)
             return false;
     }
-    r = vs_tree_open(work_dir, ROOT, path, &tree);
+    r = vs_tree_open(work_dir, ROOT, path, 0, &tree);
     if (r < 0) {
         fail(state, "the tree does not open: %s", strerror(-r));
         return false;
@@ -1058,7 +1058,7 @@ test_switch_open_fails(void)
 
     snprintf(cat_path, sizeof(cat_path), "%s/fail.db", work_dir);
     r = ref && got
-            ? vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, &tree)
+            ? vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, 0, &tree)
             : -ENOMEM;
     if (r == 0)
         r = do_mkdir(NULL, NULL);
@@ -1102,7 +1102,7 @@ test_switch_open_fails(void)
     tree = NULL;
     /* the next start: the writes are where the record says, and the
      * merge resumes */
-    r = vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, &tree);
+    r = vs_tree_open(work_dir, CRASHSIM_SCHEME "fail", cat_path, 0, &tree);
     if (r == 0) {
         vs_merge_resume_all(tree);
         wait_merges();
@@ -1214,7 +1214,7 @@ main(void)
     snprintf(catalog_path, sizeof(catalog_path), "%s/catalog.db", work_dir);
     r = crashsim_register();
     if (r == 0)
-        r = vs_tree_open(work_dir, ROOT, catalog_path, &tree);
+        r = vs_tree_open(work_dir, ROOT, catalog_path, 0, &tree);
     ok(r == 0, "tree on a crashsim root (%s)", r < 0 ? strerror(-r) : "ok");
     if (r < 0)
         return tap_done();
