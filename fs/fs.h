@@ -161,7 +161,7 @@ struct vs_tree {
      * nothing on the storage (a start that fails later, say at the mount,
      * leaves it as it was); vs_tree_finish_start runs what it found */
     bool defer_repairs;
-    bool repairs_pending;
+    void *deferred; /* what that rescan found to repair (rescan.c) */
 };
 
 #define VS_TREE_DEFER_REPAIRS 1u
@@ -173,7 +173,7 @@ int vs_tree_open(const char *data_dir, const char *domain_root,
                  struct vs_tree **out);
 /* Once the start can no longer fail: run the repairs a deferred open
  * found (interrupted steps, record copies to rewrite). */
-int vs_tree_finish_start(struct vs_tree *tree);
+void vs_tree_finish_start(struct vs_tree *tree);
 void vs_tree_close(struct vs_tree *tree);
 
 void vs_tree_rdlock(struct vs_tree *tree);
@@ -319,6 +319,10 @@ struct vs_node *vs_tree_volume(struct vs_tree *tree, int64_t id);
 /* Bring the catalog in line with the domains found in the data directory,
  * then rebuild the in-memory tree from it.  Write lock held. */
 int vs_tree_rescan(struct vs_tree *tree);
+/* Run the repairs a rescan with defer_repairs set found, then forget
+ * them; free them unrun (rescan.c).  Write lock held. */
+void vs_tree_run_deferred(struct vs_tree *tree);
+void vs_tree_free_deferred(void *deferred);
 
 /* ---- the FUSE operations (ops.c, io.c, xattr.c) ---- */
 

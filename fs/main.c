@@ -139,9 +139,8 @@ serve(struct vs_config *cfg, const char *prog)
         if (!cfg->foreground)
             r = daemonize(cfg);
         /* mounted: the start can no longer fail, the storage may change */
-        if (r == 0 && vs_tree_finish_start(vs_fs.tree) < 0)
-            vs_log(LOG_WARNING, "the repairs found at start did not all run; "
-                                "the next rescan retries them");
+        if (r == 0)
+            vs_tree_finish_start(vs_fs.tree);
         if (r == 0)
             vs_merge_resume_all(vs_fs.tree);
         /* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP:

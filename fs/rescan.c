@@ -722,6 +722,24 @@ run_action(struct vs_store *st, struct vs_meta_area *meta,
                r < 0 ? " (failed, will retry)" : "");
 }
 
+/* Run D's plan and heal its records, through ST and META. */
+static void
+repair_with(struct dscan *d, struct vs_store *st, struct vs_meta_area *meta)
+{
+    int r = 0;
+
+    for (size_t i = 0; i < d->nacts; i++)
+        run_action(st, meta, d, &d->acts[i]);
+    if ((r = vs_meta_area_heal(meta)) > 0)
+        vs_log(LOG_NOTICE,
+               "domain '%s': rewrote %d record(s) whose copies disagreed",
+               d->location, r);
+    if (r < 0)
+        vs_log(LOG_WARNING, "domain '%s': repairs not done: %s", d->location,
+               strerror(-r));
+}
+
+/* Phase 3 for one trusted domain, on a store and area of its own. */
 static void
 repair_domain(struct dscan *d)
 {
@@ -739,18 +757,19 @@ repair_domain(struct dscan *d)
     }
     if (r == 0)
         r = vs_meta_area_open(st, false, &meta);
-    for (size_t i = 0; r == 0 && i < d->nacts; i++)
-        run_action(st, meta, d, &d->acts[i]);
-    if (r == 0 && (r = vs_meta_area_heal(meta)) > 0)
-        vs_log(LOG_NOTICE,
-               "domain '%s': rewrote %d record(s) whose copies "
-               "disagreed",
-               d->location, r);
-    if (r < 0)
+    if (r == 0)
+        repair_with(d, st, meta);
+    else
         vs_log(LOG_WARNING, "domain '%s': repairs not done: %s", d->location,
                strerror(-r));
     vs_meta_area_close(meta);
     vs_store_close(st);
+}
+
+static bool
+needs_repair(const struct dscan *d)
+{
+    return d->state == DOM_OK && (d->nacts || d->destroy || d->split);
 }
 
 /* ---- phase 4: memory ---- */
@@ -826,37 +845,74 @@ scan_free(struct scan *s)
     free(s->locals);
 }
 
+void
+vs_tree_run_deferred(struct vs_tree *tree)
+{
+    struct scan *s = tree->deferred;
+
+    tree->deferred = NULL;
+    for (size_t i = 0; s && i < s->ndoms; i++) {
+        struct dscan *d = &s->doms[i];
+        struct vs_node *n = node_by_uuid(tree, d->uuid);
+        if (!needs_repair(d))
+            continue;
+        /* through the tree's own area, so that it knows the new state */
+        if (n && n->domain && n->domain->meta && !d->destroy)
+            repair_with(d, n->domain->store, n->domain->meta);
+        else
+            repair_domain(d);
+    }
+    vs_tree_free_deferred(s);
+}
+
+void
+vs_tree_free_deferred(void *deferred)
+{
+    if (deferred) {
+        scan_free(deferred);
+        free(deferred);
+    }
+}
+
 int
 vs_tree_rescan(struct vs_tree *tree)
 {
-    struct scan s = {.tree = tree};
-    int r = vs_store_list(tree->domain_root, read_listed, &s);
+    struct scan *s = calloc(1, sizeof(*s));
+    bool keep = false;
+    int r;
 
+    if (!s)
+        return -ENOMEM;
+    s->tree = tree;
+    r = vs_store_list(tree->domain_root, read_listed, s);
     if (r < 0)
         vs_log(LOG_ERR, "cannot list the domains under '%s': %s",
                tree->domain_root, strerror(-r));
     if (r == 0)
-        r = sync_catalog(&s);
+        r = sync_catalog(s);
     if (r < 0) {
         /* nothing was changed: the storage, the catalog and the tree in
          * memory stay as they were */
-        scan_free(&s);
+        vs_tree_free_deferred(s);
         return r;
     }
-    tree->repairs_pending = false;
-    for (size_t i = 0; i < s.ndoms; i++) {
-        struct dscan *d = &s.doms[i];
-        if (d->state != DOM_OK)
+    vs_tree_free_deferred(tree->deferred);
+    tree->deferred = NULL;
+    for (size_t i = 0; i < s->ndoms; i++) {
+        if (!needs_repair(&s->doms[i]))
             continue;
-        if (!tree->defer_repairs)
-            repair_domain(d);
-        else if (d->nacts || d->destroy || d->split)
-            tree->repairs_pending = true;
+        if (tree->defer_repairs)
+            keep = true; /* vs_tree_run_deferred, once the mount is up */
+        else
+            repair_domain(&s->doms[i]);
     }
     vs_tree_detach_all(tree);
     r = vs_catalog_foreach(tree->cat, attach_row, tree);
     vs_tree_count_layers(tree);
-    apply_marks(&s);
-    scan_free(&s);
+    apply_marks(s);
+    if (keep)
+        tree->deferred = s;
+    else
+        vs_tree_free_deferred(s);
     return r;
 }

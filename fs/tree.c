@@ -569,17 +569,13 @@ vs_tree_open(const char *data_dir, const char *domain_root,
     return 0;
 }
 
-int
+void
 vs_tree_finish_start(struct vs_tree *tree)
 {
-    int r = 0;
-
     vs_tree_wrlock(tree);
     tree->defer_repairs = false;
-    if (tree->repairs_pending)
-        r = vs_tree_rescan(tree);
+    vs_tree_run_deferred(tree);
     vs_tree_unlock(tree);
-    return r;
 }
 
 void
@@ -588,6 +584,7 @@ vs_tree_close(struct vs_tree *tree)
     if (!tree)
         return;
     vs_tree_detach_all(tree);
+    vs_tree_free_deferred(tree->deferred);
     vs_catalog_close(tree->cat);
     pthread_rwlock_destroy(&tree->lock);
     free(tree->hash);
