@@ -347,8 +347,8 @@ test_both_copies(struct vs_meta_area *area)
     peek(a, sizeof(a), copy_offset(rec.slot, 0));
     peek(b, sizeof(b), copy_offset(rec.slot, 1));
     ok(memcmp(a, b, sizeof(a)) == 0, "both copies hold the rewrite");
-    is_int(vs_meta_area_check(area, why, sizeof(why)), 0,
-           "check: complete and trusted (slot 2 was freed)");
+    ok(vs_meta_area_check(area, why, sizeof(why)) == 1,
+       "check: trusted, one slot to heal (slot 5's misdirected copy)");
 }
 
 /* A record written by the old one-copy protocol (minor 0) beside a damaged
