@@ -301,6 +301,11 @@ struct vs_fs {
 };
 extern struct vs_fs vs_fs;
 
+/* ERR as the positive errno to reply; -EUCLEAN (the catalog found damaged
+ * while running) logs one line for OP naming the catalog and how to
+ * rebuild it, and becomes EIO. */
+int vs_catalog_errno(const char *op, int err);
+
 /* Fill ST for inode INO of NODE (lock held). */
 void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
 

@@ -476,6 +476,47 @@ load_host_identity(struct vs_tree *tree)
     return 0;
 }
 
+static int
+try_catalog(struct vs_tree *tree, const char *path)
+{
+    int r = vs_catalog_open(path, &tree->cat);
+
+    if (r == 0)
+        r = load_host_identity(tree);
+    if (r < 0) {
+        vs_catalog_close(tree->cat);
+        tree->cat = NULL;
+    }
+    return r;
+}
+
+/* Open the catalog at PATH.  One that SQLite finds damaged (not a database,
+ * or failing its integrity check) is moved aside, never deleted, and a new
+ * one made: the start-up rescan rebuilds it from the domains, which hold
+ * everything but the host-local owners and modes. */
+static int
+open_catalog(struct vs_tree *tree, const char *path)
+{
+    char aside[4096];
+    int r = try_catalog(tree, path);
+
+    if (r != -EUCLEAN)
+        return r;
+    r = vs_catalog_set_aside(path, aside, sizeof(aside));
+    if (r < 0)
+        return vs_log_errno(LOG_ERR, -r,
+                            "catalog '%s' is damaged and cannot be moved "
+                            "aside: %s",
+                            path, strerror(-r));
+    vs_log(LOG_ERR,
+           "catalog '%s' is damaged (not a database, or it fails its "
+           "integrity check): moved aside to '%s' and kept; a new catalog is "
+           "rebuilt from the domains (owners and modes of data files, kept "
+           "only on this host, are reset)",
+           path, aside);
+    return try_catalog(tree, path);
+}
+
 int
 vs_tree_open(const char *data_dir, const char *domain_root,
              const char *catalog_path, struct vs_tree **out)
@@ -504,9 +545,7 @@ vs_tree_open(const char *data_dir, const char *domain_root,
         r = make_dir(domains);
     free(domains);
     if (r == 0)
-        r = vs_catalog_open(catalog_path, &tree->cat);
-    if (r == 0)
-        r = load_host_identity(tree);
+        r = open_catalog(tree, catalog_path);
     if (r == 0)
         r = vs_tree_rescan(tree);
     if (r < 0) {
