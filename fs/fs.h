@@ -92,7 +92,13 @@ struct vs_volume {
      * io_lock held shared, after their write completed. */
     _Atomic uint64_t *_Atomic dirty;
     uint64_t dirty_chunks;
+    /* The last failure to open the chain (under lock): while it is recent,
+     * vs_node_bdev answers it again without retrying (and logging) */
+    int bdev_error;
+    int64_t bdev_error_at; /* CLOCK_MONOTONIC seconds */
 };
+
+#define VS_BDEV_RETRY_SECS 60 /* a chain that did not open is retried after */
 
 #define VS_MERGE_CHUNK (1u << 20) /* what a merge copies in one step */
 
@@ -269,7 +275,9 @@ int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
 void vs_tree_detach_all(struct vs_tree *tree);
 /* Open the store and metadata area of a domain node. */
 int vs_tree_open_domain(struct vs_node *domain_node);
-/* The volume's chain of block devices (opening it on first use). */
+/* The volume's chain of block devices (opening it on first use).  A chain
+ * that did not open answers the same error for VS_BDEV_RETRY_SECS before
+ * it is tried (and logged) again. */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);
 /* Recount every volume's layers_above (after attaching a whole tree, where

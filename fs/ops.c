@@ -106,6 +106,16 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     }
 }
 
+/* Whether NODE's data can be shown: a volume whose chain does not open has
+ * no size to show (its status xattr says why). */
+static bool
+data_unavailable(struct vs_node *node, enum vs_part part)
+{
+    struct vs_bdev *bs;
+
+    return part == VS_PART_FILE && vs_node_bdev(vs_fs.tree, node, &bs) < 0;
+}
+
 static void
 reply_entry(fuse_req_t req, struct vs_node *node, enum vs_part part)
 {
@@ -117,6 +127,10 @@ reply_entry(fuse_req_t req, struct vs_node *node, enum vs_part part)
     e.generation = 1;
     e.entry_timeout = ENTRY_TIMEOUT;
     e.attr_timeout = part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT;
+    /* the name resolves (its xattrs tell why it is unavailable), but every
+     * stat asks getattr, which answers EIO */
+    if (data_unavailable(node, part))
+        e.attr_timeout = 0;
     fuse_reply_entry(req, &e);
 }
 
@@ -125,6 +139,10 @@ reply_attr(fuse_req_t req, struct vs_node *node, enum vs_part part)
 {
     struct stat st;
 
+    if (data_unavailable(node, part)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
     vs_fill_stat(node, part, &st);
     fuse_reply_attr(req, &st,
                     part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT);

@@ -387,6 +387,42 @@ flush_children(struct vs_tree *tree, const struct vs_node *node)
     return r;
 }
 
+static int64_t
+now_secs(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The error of a recent failed open of VOL's chain, or 0: a broken volume
+ * that every stat would try to open again would log a line each time. */
+static int
+recent_bdev_error(struct vs_volume *vol)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&vol->lock);
+    if (vol->bdev_error < 0 &&
+        now_secs() - vol->bdev_error_at < VS_BDEV_RETRY_SECS)
+        r = vol->bdev_error;
+    pthread_mutex_unlock(&vol->lock);
+    return r;
+}
+
+static int
+note_bdev_error(struct vs_volume *vol, int r)
+{
+    if (r == -ENOMEM || r == -EBUSY || r == -EAGAIN || r == -EINTR)
+        return r; /* passing trouble, not a broken volume */
+    pthread_mutex_lock(&vol->lock);
+    vol->bdev_error = r;
+    vol->bdev_error_at = now_secs();
+    pthread_mutex_unlock(&vol->lock);
+    return r;
+}
+
 int
 vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 {
@@ -395,11 +431,13 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 
     if ((*out = node->vol->bdev))
         return 0;
+    if ((r = recent_bdev_error(node->vol)) < 0)
+        return r;
     if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
         return r;
     r = open_layer(tree, node, &node->cat, VS_OPEN_DIRECT, 0, &bs);
     if (r < 0)
-        return r;
+        return note_bdev_error(node->vol, r);
     *out = vs_volume_install(node->vol, bs);
     return 0;
 }

@@ -180,6 +180,21 @@ get_caps(const struct xctx *x, char *buf, size_t len)
     return (int)strlen(buf);
 }
 
+/* "ok", or "unavailable: REASON" when the volume's chain does not open. */
+static int
+get_status(const struct xctx *x, char *buf, size_t len)
+{
+    struct vs_bdev *bs;
+    int r = vs_node_bdev(vs_fs.tree, x->node, &bs);
+
+    if (r == 0)
+        return snprintf(buf, len, "ok");
+    return snprintf(buf, len,
+                    "unavailable: its chain cannot be opened (%s); the log "
+                    "names the layer",
+                    strerror(-r));
+}
+
 static int
 get_job(const struct xctx *x, char *buf, size_t len)
 {
@@ -206,6 +221,7 @@ static const struct xattr_row {
     {VS_XATTR_FORMAT, get_format, false},
     {VS_XATTR_BACKEND, get_backend, false},
     {VS_XATTR_OBJECT, get_object, true},
+    {VS_XATTR_STATUS, get_status, true},
     {VS_XATTR_CREATED, get_created, false},
     {VS_XATTR_CAPS, get_caps, false},
     {VS_XATTR_JOB, get_job, true, true},
