@@ -284,8 +284,10 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     char value[VS_LOCATION_MAX + 64];
     int n = -ENODATA;
 
-    vs_log_debug(VS_LOG_CAT_FUSE, "getxattr inode %llu '%s'",
-                 (unsigned long long)ino, name);
+    if (vs_log_cat_enabled(VS_LOG_CAT_FUSE))
+        vs_log_debug(VS_LOG_CAT_FUSE, "getxattr inode %llu '%s'",
+                     (unsigned long long)ino,
+                     vs_log_escape(name, value, sizeof(value)));
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     if (!x.node)
@@ -471,6 +473,9 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
         : !is_volume(&x) ? -EPERM
                          : do_shrink(x.node, value, size);
     vs_tree_unlock(vs_fs.tree);
+    if (r == -EOPNOTSUPP)
+        *why = "a qcow2 volume (a snapshot's or a clone's layer) cannot "
+               "shrink";
     if (r == 0 && vs_session)
         fuse_lowlevel_notify_inval_inode(
             vs_session, VS_INO(VS_INO_ID(ino), VS_PART_FILE), 0, 0);

@@ -13,8 +13,13 @@
  *
  * One classifier finds the first problem; vs_name_check turns it into an
  * errno and vs_name_reason into words, so the two can never disagree.
+ * Names already stored in a domain's records are held to the rules of the
+ * versions that wrote them (vs_name_check_stored: C1 controls and names not
+ * in NFC were accepted before), so that a volume never disappears because
+ * its name became invalid.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +96,7 @@ utf8_sequence_length(const unsigned char *s)
 
 /* The first problem with the characters of S, scanning byte by byte. */
 static enum name_problem
-check_characters(const unsigned char *s)
+check_characters(const unsigned char *s, bool strict)
 {
     while (*s != '\0') {
         if (*s == '/')
@@ -105,7 +110,7 @@ check_characters(const unsigned char *s)
         size_t len = utf8_sequence_length(s);
         if (len == 0)
             return NAME_BAD_UTF8;
-        if (s[0] == 0xc2 && s[1] <= 0x9f)
+        if (strict && s[0] == 0xc2 && s[1] <= 0x9f)
             return NAME_CONTROL; /* C1: U+0080..U+009F */
         s += len;
     }
@@ -130,7 +135,7 @@ check_nfc(const char *name)
 }
 
 static enum name_problem
-classify(const char *name)
+classify(const char *name, bool strict)
 {
     enum name_problem p;
 
@@ -144,14 +149,14 @@ classify(const char *name)
         return NAME_LEADING_DOT;
     if (strnlen(name, VS_NAME_MAX + 1) > VS_NAME_MAX)
         return NAME_TOO_LONG;
-    p = check_characters((const unsigned char *)name);
-    return p != NAME_OK ? p : check_nfc(name);
+    p = check_characters((const unsigned char *)name, strict);
+    return p != NAME_OK || !strict ? p : check_nfc(name);
 }
 
-int
-vs_name_check(const char *name)
+static int
+problem_errno(enum name_problem p)
 {
-    switch (classify(name)) {
+    switch (p) {
     case NAME_OK:
         return 0;
     case NAME_TOO_LONG:
@@ -161,8 +166,20 @@ vs_name_check(const char *name)
     }
 }
 
+int
+vs_name_check(const char *name)
+{
+    return problem_errno(classify(name, true));
+}
+
+int
+vs_name_check_stored(const char *name)
+{
+    return problem_errno(classify(name, false));
+}
+
 const char *
 vs_name_reason(const char *name)
 {
-    return problem_text[classify(name)];
+    return problem_text[classify(name, true)];
 }

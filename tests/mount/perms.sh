@@ -137,6 +137,8 @@ check "the snapshot exists" test -f "$I/snap1/data"
 assert_eq "600 $QEMU_UID:$QEMU_UID" "$(stat -c '%a %u:%g' "$V/data")" "the live volume keeps its owner"
 check "the owner still writes within the size after the snapshot" \
     as_user $QEMU_UID dd of="$V/data" bs=4096 count=1 conv=notrunc status=none <"$T/one.bin"
+# Its top layer is qcow2 now, and a qcow2 layer does not shrink.
+refused EOPNOTSUPP setxattr "$V" user.vstor.shrink-to $M
 
 stop_vstorfs
 # The catalog keeps data's owner and mode; map and backing follow.

@@ -69,6 +69,17 @@ test_refused(void)
     refuse(toolong, -ENAMETOOLONG, "VS_NAME_MAX + 1 bytes");
 }
 
+/* Names earlier versions stored stay readable from records. */
+static void
+test_stored(void)
+{
+    is_int(vs_name_check_stored("a\xc2\x80"), 0, "stored: C1 control passes");
+    is_int(vs_name_check_stored("cafe\xcc\x81"), 0, "stored: NFD passes");
+    is_int(vs_name_check_stored("a\nb"), -EINVAL, "stored: C0 control refused");
+    is_int(vs_name_check_stored("\xff"), -EINVAL, "stored: invalid UTF-8");
+    is_int(vs_name_check_stored(".x"), -EINVAL, "stored: leading dot");
+}
+
 static void
 test_bad_utf8(void)
 {
@@ -152,6 +163,7 @@ main(void)
     test_accepted();
     test_refused();
     test_bad_utf8();
+    test_stored();
     test_reasons();
     test_uuid();
     test_time();
