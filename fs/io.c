@@ -163,14 +163,28 @@ read_map(fuse_req_t req, struct vs_handle *h, size_t size, off_t off)
     fuse_reply_buf(req, size ? h->map + off : NULL, size);
 }
 
-/* O_TRUNC empties the volume: only root's opens may (see from_root). */
+/* Count an opener of VOL; O_TRUNC empties the volume, which only root may
+ * do, and only while nobody else has it open. */
 static int
-refuse_trunc(struct vs_volume *vol)
+register_opener(fuse_req_t req, struct vs_volume *vol, int flags, bool writable)
 {
-    vs_log(LOG_NOTICE,
-           "refused open O_TRUNC '%s/data': only root empties a volume (EPERM)",
-           vol->label);
-    return -EPERM;
+    int r;
+
+    if ((flags & O_TRUNC) && fuse_req_ctx(req)->uid != 0 &&
+        atomic_load(&vol->size) > 0) {
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': only root empties a volume "
+               "(EPERM)",
+               vol->label);
+        return -EPERM;
+    }
+    r = vs_volume_open(vol, flags & O_TRUNC, writable);
+    if (r == -EBUSY)
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)",
+               vol->label);
+    return r;
 }
 
 static void
@@ -188,16 +202,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 ? -EROFS
                 : open_volume(ino, writable, &h->vol);
 
-    if (r == 0 && (fi->flags & O_TRUNC) && fuse_req_ctx(req)->uid != 0 &&
-        atomic_load(&h->vol->size) > 0)
-        r = refuse_trunc(h->vol);
-    else if (r == 0)
-        r = vs_volume_open(h->vol, fi->flags & O_TRUNC, writable);
-    if (r == -EBUSY)
-        vs_log(LOG_NOTICE,
-               "refused open O_TRUNC '%s/data': somebody else "
-               "has it open (EBUSY)",
-               h->vol->label);
+    if (r == 0)
+        r = register_opener(req, h->vol, fi->flags, writable);
     if (r < 0) {
         if (h)
             vs_volume_unref(h->vol);
