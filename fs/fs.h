@@ -92,7 +92,13 @@ struct vs_volume {
      * io_lock held shared, after their write completed. */
     _Atomic uint64_t *_Atomic dirty;
     uint64_t dirty_chunks;
+    /* The last failure to open the chain (under lock): while it is recent,
+     * vs_node_bdev answers it again without retrying (and logging) */
+    int bdev_error;
+    int64_t bdev_error_at; /* CLOCK_MONOTONIC seconds */
 };
+
+#define VS_BDEV_RETRY_SECS 60 /* a chain that did not open is retried after */
 
 #define VS_MERGE_CHUNK (1u << 20) /* what a merge copies in one step */
 
@@ -305,7 +311,9 @@ void vs_node_set_unavailable(struct vs_node *node, const char *why);
 int vs_node_check_writable(const struct vs_node *node);
 /* 0, or -EIO when volume NODE (or its domain's storage) cannot be served. */
 int vs_node_check_available(const struct vs_node *node);
-/* The volume's chain of block devices (opening it on first use). */
+/* The volume's chain of block devices (opening it on first use).  A chain
+ * that did not open answers the same error for VS_BDEV_RETRY_SECS before
+ * it is tried (and logged) again. */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);
 /* Recount every volume's layers_above (after attaching a whole tree, where
@@ -340,6 +348,11 @@ struct vs_fs {
     const struct vs_config *cfg;
 };
 extern struct vs_fs vs_fs;
+
+/* ERR as the positive errno to reply; -EUCLEAN (the catalog found damaged
+ * while running) logs one line for OP naming the catalog and how to
+ * rebuild it, and becomes EIO. */
+int vs_catalog_errno(const char *op, int err);
 
 /* Fill ST for inode INO of NODE (lock held). */
 void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);

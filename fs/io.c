@@ -167,6 +167,30 @@ read_map(fuse_req_t req, struct vs_handle *h, size_t size, off_t off)
     fuse_reply_buf(req, size ? h->map + off : NULL, size);
 }
 
+/* Count an opener of VOL; O_TRUNC empties the volume, which only root may
+ * do, and only while nobody else has it open. */
+static int
+register_opener(fuse_req_t req, struct vs_volume *vol, int flags, bool writable)
+{
+    int r;
+
+    if ((flags & O_TRUNC) && fuse_req_ctx(req)->uid != 0 &&
+        atomic_load(&vol->size) > 0) {
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': only root empties a volume "
+               "(EPERM)",
+               vol->label);
+        return -EPERM;
+    }
+    r = vs_volume_open(vol, flags & O_TRUNC, writable);
+    if (r == -EBUSY)
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)",
+               vol->label);
+    return r;
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -182,12 +206,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 ? -EROFS
                 : open_volume(ino, writable, &h->vol);
 
-    if (r == 0 &&
-        (r = vs_volume_open(h->vol, fi->flags & O_TRUNC, writable)) == -EBUSY)
-        vs_log(LOG_NOTICE,
-               "refused open O_TRUNC '%s/data': somebody else "
-               "has it open (EBUSY)",
-               h->vol->label);
+    if (r == 0)
+        r = register_opener(req, h->vol, fi->flags, writable);
     if (r < 0) {
         if (h)
             vs_volume_unref(h->vol);
@@ -266,6 +286,27 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_buf(req, iov.iov_base, (size_t)n);
 }
 
+/* Whether a request of REQ would take H's volume past its end while not
+ * from root: the owner of `data` reads and writes within its size, only
+ * root grows it. */
+static bool
+past_end(fuse_req_t req, const struct vs_handle *h, uint64_t end)
+{
+    return end > atomic_load(&h->vol->size) && fuse_req_ctx(req)->uid != 0;
+}
+
+static void
+refuse_growth(const struct vs_handle *h, const char *op, uint64_t off,
+              size_t len, int err)
+{
+    vs_log(LOG_NOTICE,
+           "refused %s of '%s/data' at %llu (+%zu): past its end of %llu "
+           "bytes, and only root grows a volume (%s)",
+           op, h->vol->label, (unsigned long long)off, len,
+           (unsigned long long)atomic_load(&h->vol->size),
+           strerrorname_np(err));
+}
+
 static void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
          off_t off, struct fuse_file_info *fi)
@@ -276,6 +317,11 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     int r;
 
     (void)ino;
+    if (past_end(req, h, (uint64_t)off + size)) {
+        refuse_growth(h, "write", (uint64_t)off, size, EFBIG);
+        fuse_reply_err(req, EFBIG);
+        return;
+    }
     io_begin(h);
     r = vs_volume_grow(h->vol, (uint64_t)off + size);
     n = r < 0 ? r
@@ -359,6 +405,12 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
     (void)ino;
     if (off < 0 || length <= 0) {
         fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (!(mode & FALLOC_FL_KEEP_SIZE) &&
+        past_end(req, h, (uint64_t)off + (uint64_t)length)) {
+        refuse_growth(h, "fallocate", (uint64_t)off, (size_t)length, EPERM);
+        fuse_reply_err(req, EPERM);
         return;
     }
     io_begin(h);

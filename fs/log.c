@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistr.h>
 
 #include "vs/log.h"
 
@@ -116,21 +117,43 @@ log_emit(int level, const char *fmt, va_list ap)
     fprintf(stderr, "vstorfs: %s: %s\n", prefix[level & 7], msg);
 }
 
+/* Length of the valid, printable UTF-8 character at S (up to END), or 0
+ * for a control character (C0, DEL, C1) or a byte that is not UTF-8. */
+static int
+printable_length(const uint8_t *s, const uint8_t *end)
+{
+    ucs4_t uc;
+    int n;
+
+    if (*s < 0x20 || *s == 0x7f)
+        return 0;
+    if (*s < 0x80)
+        return 1;
+    n = u8_mbtoucr(&uc, s, (size_t)(end - s));
+    return n < 1 || uc < 0xa0 ? 0 : n;
+}
+
 const char *
 vs_log_escape(const char *in, char *buf, size_t len)
 {
+    const uint8_t *s = (const uint8_t *)in, *end = s + strlen(in);
     size_t used = 0;
 
-    for (; *in && used + 5 < len; in++) {
-        unsigned char c = (unsigned char)*in;
-        if (c == '\n')
+    while (s < end && used + 5 < len) {
+        int n = printable_length(s, end);
+
+        if (*s == '\n')
             used += (size_t)snprintf(buf + used, len - used, "\\n");
-        else if (c == '\\')
+        else if (*s == '\\')
             used += (size_t)snprintf(buf + used, len - used, "\\\\");
-        else if (c < 0x20 || c == 0x7f)
-            used += (size_t)snprintf(buf + used, len - used, "\\x%02x", c);
+        else if (n == 0)
+            used += (size_t)snprintf(buf + used, len - used, "\\x%02x", *s);
+        else if (used + (size_t)n + 5 < len)
+            memcpy(buf + used, s, (size_t)n);
         else
-            buf[used++] = (char)c;
+            break;
+        used += *s == '\n' || *s == '\\' || n == 0 ? 0 : (size_t)n;
+        s += n > 0 ? n : 1;
     }
     buf[used < len ? used : len - 1] = '\0';
     return buf;

@@ -191,7 +191,12 @@ main(int argc, char **argv)
     if (r == 0)
         r = vs_tree_open(cfg.data_dir, NULL, cfg.catalog_path,
                          VS_TREE_DEFER_REPAIRS, &vs_fs.tree);
-    if (r < 0 && r != -EINVAL)
+    if (r == -EROFS)
+        vs_log(LOG_ERR,
+               "data directory '%s' is read-only: vstorfs keeps its catalog "
+               "'%s' and its domains there and must write them (%s)",
+               cfg.data_dir, cfg.catalog_path, strerror(EROFS));
+    else if (r < 0 && r != -EINVAL)
         vs_log(LOG_ERR, "cannot open data directory '%s' (catalog '%s'): %s%s",
                cfg.data_dir, cfg.catalog_path, strerror(-r),
                r == -EUCLEAN ? "; the catalog is damaged: move it away and "

@@ -24,6 +24,18 @@
 
 struct vs_fs vs_fs;
 
+int
+vs_catalog_errno(const char *op, int err)
+{
+    if (err != EUCLEAN && err != -EUCLEAN)
+        return err > 0 ? err : -err;
+    vs_log(LOG_ERR,
+           "%s: the catalog '%s' is damaged: move it away and restart "
+           "vstorfs, which rebuilds it from the domains (EIO)",
+           op, vs_fs.cfg ? vs_fs.cfg->catalog_path : "?");
+    return EIO;
+}
+
 /* Reply ERR to REQ and log why: "refused mkdir 'a/b': reason (EPERM)". */
 static void __attribute__((format(printf, 6, 7)))
 refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
@@ -33,6 +45,10 @@ refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
     char safe_name[4 * VS_NAME_MAX + 8] = "";
     va_list ap;
 
+    if (err == EUCLEAN || err == -EUCLEAN) {
+        fuse_reply_err(req, vs_catalog_errno(op, err));
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
@@ -57,8 +73,11 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     st->st_atime = st->st_mtime = st->st_ctime = node->cat.created;
     st->st_blksize = 4096;
     if (part == VS_PART_MAP) {
-        st->st_mode = S_IFREG | 0444;
+        /* readable exactly by whoever may read the data it describes */
+        st->st_mode = S_IFREG | (node->cat.mode & 0444);
         st->st_nlink = 1;
+        st->st_uid = node->cat.uid;
+        st->st_gid = node->cat.gid;
         return;
     }
     if (part == VS_PART_LINK) {
@@ -87,6 +106,16 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     }
 }
 
+/* Whether NODE's data can be shown: a volume whose chain does not open has
+ * no size to show (its status xattr says why). */
+static bool
+data_unavailable(struct vs_node *node, enum vs_part part)
+{
+    struct vs_bdev *bs;
+
+    return part == VS_PART_FILE && vs_node_bdev(vs_fs.tree, node, &bs) < 0;
+}
+
 static void
 reply_entry(fuse_req_t req, struct vs_node *node, enum vs_part part)
 {
@@ -98,6 +127,10 @@ reply_entry(fuse_req_t req, struct vs_node *node, enum vs_part part)
     e.generation = 1;
     e.entry_timeout = ENTRY_TIMEOUT;
     e.attr_timeout = part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT;
+    /* the name resolves (its xattrs tell why it is unavailable), but every
+     * stat asks getattr, which answers EIO */
+    if (data_unavailable(node, part))
+        e.attr_timeout = 0;
     fuse_reply_entry(req, &e);
 }
 
@@ -106,6 +139,10 @@ reply_attr(fuse_req_t req, struct vs_node *node, enum vs_part part)
 {
     struct stat st;
 
+    if (data_unavailable(node, part)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
     vs_fill_stat(node, part, &st);
     fuse_reply_attr(req, &st,
                     part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT);
@@ -162,7 +199,15 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vs_tree_unlock(vs_fs.tree);
 }
 
-/* Size changes of `data`: grow freely, shrink never through truncate. */
+/* Whether REQ comes from root: only root changes a volume's size or
+ * chain; the owner of `data` reads and writes within its size. */
+static bool
+from_root(fuse_req_t req)
+{
+    return fuse_req_ctx(req)->uid == 0;
+}
+
+/* Size changes of `data`: root grows, shrink never through truncate. */
 static int
 set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
 {
@@ -190,6 +235,12 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
                (unsigned long long)cur, (unsigned long long)size);
         return 1;
     }
+    if (size > cur && !from_root(req)) {
+        refuse(req, EPERM, "truncate", node, VS_PART_DATA,
+               "only root grows a volume (from %llu to %llu bytes asked)",
+               (unsigned long long)cur, (unsigned long long)size);
+        return 1;
+    }
     pthread_rwlock_rdlock(&node->vol->io_lock);
     r = vs_volume_grow(node->vol, size);
     pthread_rwlock_unlock(&node->vol->io_lock);
@@ -203,16 +254,38 @@ set_owner(fuse_req_t req, struct vs_node *node, enum vs_part part,
     mode_t mode = attr->st_mode;
     uid_t uid = attr->st_uid;
     gid_t gid = attr->st_gid;
+    int r;
 
     if (part == VS_PART_DIR) {
         refuse(req, EPERM, "chmod/chown", node, NULL,
                "directories are always root's, mode 0755");
         return 1;
     }
-    return vs_tree_set_owner(vs_fs.tree, node,
-                             (to_set & FUSE_SET_ATTR_MODE) ? &mode : NULL,
-                             (to_set & FUSE_SET_ATTR_UID) ? &uid : NULL,
-                             (to_set & FUSE_SET_ATTR_GID) ? &gid : NULL);
+    if (part != VS_PART_FILE) {
+        refuse(req, EPERM, "chmod/chown", node,
+               part == VS_PART_MAP ? VS_PART_MAPFILE : VS_PART_BACKING,
+               "only data's own mode and owner change; map and backing "
+               "follow data");
+        return 1;
+    }
+    r = vs_tree_set_owner(vs_fs.tree, node,
+                          (to_set & FUSE_SET_ATTR_MODE) ? &mode : NULL,
+                          (to_set & FUSE_SET_ATTR_UID) ? &uid : NULL,
+                          (to_set & FUSE_SET_ATTR_GID) ? &gid : NULL);
+    /* map's mode and owner follow data's: drop what the kernel has cached
+     * (it checks permissions on it) */
+    if (r == 0 && vs_session)
+        fuse_lowlevel_notify_inval_inode(
+            vs_session, VS_INO(node->cat.id, VS_PART_MAP), -1, 0);
+    return r;
+}
+
+static int
+refuse_map_truncate(fuse_req_t req, struct vs_node *node)
+{
+    refuse(req, EPERM, "truncate", node, VS_PART_MAPFILE,
+           "the map is read-only");
+    return 1;
 }
 
 static void
@@ -229,6 +302,8 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     node = vs_tree_node(vs_fs.tree, ino);
     if (!node)
         r = -ENOENT;
+    else if ((to_set & FUSE_SET_ATTR_SIZE) && VS_INO_PART(ino) == VS_PART_MAP)
+        r = refuse_map_truncate(req, node);
     else if ((to_set & FUSE_SET_ATTR_SIZE) && VS_INO_PART(ino) != VS_PART_FILE)
         r = -EISDIR;
     else if (to_set & FUSE_SET_ATTR_SIZE)
@@ -239,7 +314,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     if (r == 0)
         reply_attr(req, node, VS_INO_PART(ino));
     else if (r < 0)
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, vs_catalog_errno("setattr", r));
     vs_tree_unlock(vs_fs.tree);
 }
 
@@ -487,6 +562,8 @@ backing_error(int r)
         return "the volume has data of its own";
     case -EBUSY:
         return "the volume is open, or the target is open for writing";
+    case -EPERM:
+        return "only root changes a volume's backing";
     default:
         return strerror(-r);
     }
@@ -508,6 +585,9 @@ op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                strcmp(name, VS_PART_BACKING) != 0) {
         refuse(req, EPERM, "symlink", dir, name,
                "the only link is a volume's 'backing'");
+    } else if (!from_root(req)) {
+        refuse(req, EPERM, "symlink", dir, name,
+               "only root makes a volume a thin clone");
     } else if ((r = vs_chain_resolve(dir, link, &target)) < 0 ||
                (r = vs_chain_set_backing(vs_fs.tree, dir, target)) < 0) {
         refuse(req, r, "symlink", dir, name, "to '%s': %s", link,
@@ -551,7 +631,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 static void
 unlink_backing(fuse_req_t req, struct vs_node *vol)
 {
-    int r = vs_chain_clear_backing(vs_fs.tree, vol);
+    int r = from_root(req) ? vs_chain_clear_backing(vs_fs.tree, vol) : -EPERM;
 
     if (r < 0)
         refuse(req, r, "unlink", vol, VS_PART_BACKING, "%s", backing_error(r));

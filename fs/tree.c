@@ -435,6 +435,42 @@ flush_children(struct vs_tree *tree, const struct vs_node *node)
     return r;
 }
 
+static int64_t
+now_secs(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The error of a recent failed open of VOL's chain, or 0: a broken volume
+ * that every stat would try to open again would log a line each time. */
+static int
+recent_bdev_error(struct vs_volume *vol)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&vol->lock);
+    if (vol->bdev_error < 0 &&
+        now_secs() - vol->bdev_error_at < VS_BDEV_RETRY_SECS)
+        r = vol->bdev_error;
+    pthread_mutex_unlock(&vol->lock);
+    return r;
+}
+
+static int
+note_bdev_error(struct vs_volume *vol, int r)
+{
+    if (r == -ENOMEM || r == -EBUSY || r == -EAGAIN || r == -EINTR)
+        return r; /* passing trouble, not a broken volume */
+    pthread_mutex_lock(&vol->lock);
+    vol->bdev_error = r;
+    vol->bdev_error_at = now_secs();
+    pthread_mutex_unlock(&vol->lock);
+    return r;
+}
+
 int
 vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 {
@@ -443,11 +479,13 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 
     if ((*out = node->vol->bdev))
         return 0;
+    if ((r = recent_bdev_error(node->vol)) < 0)
+        return r;
     if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
         return r;
     r = open_layer(tree, node, &node->cat, VS_OPEN_DIRECT, 0, &bs);
     if (r < 0)
-        return r;
+        return note_bdev_error(node->vol, r);
     *out = vs_volume_install(node->vol, bs);
     return 0;
 }
@@ -524,6 +562,47 @@ load_host_identity(struct vs_tree *tree)
     return 0;
 }
 
+static int
+try_catalog(struct vs_tree *tree, const char *path)
+{
+    int r = vs_catalog_open(path, &tree->cat);
+
+    if (r == 0)
+        r = load_host_identity(tree);
+    if (r < 0) {
+        vs_catalog_close(tree->cat);
+        tree->cat = NULL;
+    }
+    return r;
+}
+
+/* Open the catalog at PATH.  One that SQLite finds damaged (not a database,
+ * or failing its integrity check) is moved aside, never deleted, and a new
+ * one made: the start-up rescan rebuilds it from the domains, which hold
+ * everything but the host-local owners and modes. */
+static int
+open_catalog(struct vs_tree *tree, const char *path)
+{
+    char aside[4096];
+    int r = try_catalog(tree, path);
+
+    if (r != -EUCLEAN)
+        return r;
+    r = vs_catalog_set_aside(path, aside, sizeof(aside));
+    if (r < 0)
+        return vs_log_errno(LOG_ERR, -r,
+                            "catalog '%s' is damaged and cannot be moved "
+                            "aside: %s",
+                            path, strerror(-r));
+    vs_log(LOG_ERR,
+           "catalog '%s' is damaged (not a database, or it fails its "
+           "integrity check): moved aside to '%s' and kept; a new catalog is "
+           "rebuilt from the domains (owners and modes of data files, kept "
+           "only on this host, are reset)",
+           path, aside);
+    return try_catalog(tree, path);
+}
+
 int
 vs_tree_open(const char *data_dir, const char *domain_root,
              const char *catalog_path, unsigned flags, struct vs_tree **out)
@@ -553,9 +632,7 @@ vs_tree_open(const char *data_dir, const char *domain_root,
         r = make_dir(domains);
     free(domains);
     if (r == 0)
-        r = vs_catalog_open(catalog_path, &tree->cat);
-    if (r == 0)
-        r = load_host_identity(tree);
+        r = open_catalog(tree, catalog_path);
     if (r == 0)
         r = vs_tree_rescan(tree);
     if (r < 0) {

@@ -182,6 +182,27 @@ get_caps(const struct xctx *x, char *buf, size_t len)
     return (int)strlen(buf);
 }
 
+/* "ok", "read-only: REASON" (its domain's metadata is in doubt), or
+ * "unavailable: REASON" (no trusted record, or its chain does not open). */
+static int
+get_status(const struct xctx *x, char *buf, size_t len)
+{
+    struct vs_bdev *bs;
+    int r;
+
+    if (x->node->unavailable)
+        return snprintf(buf, len, "unavailable: %s", x->node->unavailable);
+    r = vs_node_bdev(vs_fs.tree, x->node, &bs);
+    if (r == 0 && x->node->domain->read_only)
+        return snprintf(buf, len, "read-only: %s", x->node->domain->read_only);
+    if (r == 0)
+        return snprintf(buf, len, "ok");
+    return snprintf(buf, len,
+                    "unavailable: its chain cannot be opened (%s); the log "
+                    "names the layer",
+                    strerror(-r));
+}
+
 static int
 get_job(const struct xctx *x, char *buf, size_t len)
 {
@@ -208,6 +229,7 @@ static const struct xattr_row {
     {VS_XATTR_FORMAT, get_format, false},
     {VS_XATTR_BACKEND, get_backend, false},
     {VS_XATTR_OBJECT, get_object, true},
+    {VS_XATTR_STATUS, get_status, true},
     {VS_XATTR_CREATED, get_created, false},
     {VS_XATTR_CAPS, get_caps, false},
     {VS_XATTR_JOB, get_job, true, true},
@@ -238,6 +260,19 @@ log_refusal(const char *op, const char *name, const struct xctx *x,
            x->part == VS_PART_FILE ? "/data" : "", why, strerrorname_np(err));
 }
 
+/* The debug line for a getxattr of a name the node does not have. */
+static void
+log_miss(const char *name, const struct xctx *x)
+{
+    char path[3 * VS_NAME_MAX + 8] = "?", safe[256];
+
+    if (x->node)
+        vs_node_path(x->node, path, sizeof(path));
+    vs_log_debug(VS_LOG_CAT_FUSE, "getxattr '%s' on '%s%s': no such attribute",
+                 vs_log_escape(name, safe, sizeof(safe)), path,
+                 x->part == VS_PART_FILE ? "/data" : "");
+}
+
 static void
 reply_value(fuse_req_t req, const char *value, size_t len, size_t size)
 {
@@ -257,19 +292,20 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     char value[VS_LOCATION_MAX + 64];
     int n = -ENODATA;
 
-    vs_log_debug(VS_LOG_CAT_FUSE, "getxattr inode %llu '%s'",
-                 (unsigned long long)ino, name);
+    if (vs_log_cat_enabled(VS_LOG_CAT_FUSE))
+        vs_log_debug(VS_LOG_CAT_FUSE, "getxattr inode %llu '%s'",
+                     (unsigned long long)ino,
+                     vs_log_escape(name, value, sizeof(value)));
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     if (!x.node)
         n = -ENOENT;
     else if ((row = find_row(&x, name)))
         n = row->get(&x, value, sizeof(value));
-    /* security.* and system.* misses are the kernel's own probes (one per
-     * buffered write) and would flood the log; the rest are requests */
-    if (n == -ENODATA && strncmp(name, "security.", 9) &&
-        strncmp(name, "system.", 7))
-        log_refusal("getxattr", name, &x, "no such attribute", ENODATA);
+    /* a miss is an answer, not a refusal (the kernel probes security.*
+     * before every buffered write, `vstor ls` asks every node): debug only */
+    if (n == -ENODATA && vs_log_cat_enabled(VS_LOG_CAT_FUSE))
+        log_miss(name, &x);
     vs_tree_unlock(vs_fs.tree);
     if (n < 0)
         fuse_reply_err(req, -n);
@@ -408,6 +444,14 @@ do_format(fuse_ino_t ino, const char *value, size_t size)
     return r;
 }
 
+/* Whether NAME is one of the writable attributes (commands). */
+static bool
+is_command(const char *name)
+{
+    return !strcmp(name, VS_XATTR_RESCAN) || !strcmp(name, VS_XATTR_SHRINK) ||
+           !strcmp(name, VS_XATTR_SNAPSHOT) || !strcmp(name, VS_XATTR_FORMAT);
+}
+
 /* Run a writable attribute; returns 0 or -errno and WHY for the log. */
 static int
 set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
@@ -437,6 +481,9 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
         : !is_volume(&x) ? -EPERM
                          : do_shrink(x.node, value, size);
     vs_tree_unlock(vs_fs.tree);
+    if (r == -EOPNOTSUPP)
+        *why = "a qcow2 volume (a snapshot's or a clone's layer) cannot "
+               "shrink";
     if (r == 0 && vs_session)
         fuse_lowlevel_notify_inval_inode(
             vs_session, VS_INO(VS_INO_ID(ino), VS_PART_FILE), 0, 0);
@@ -459,16 +506,19 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
         r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
     else if (r == 0 && find_row(&x, name) && strcmp(name, VS_XATTR_FORMAT))
         r = -EPERM, why = "the attribute is read-only";
-    else if (r == 0 && strcmp(name, VS_XATTR_RESCAN) &&
-             strcmp(name, VS_XATTR_SHRINK) && strcmp(name, VS_XATTR_SNAPSHOT) &&
-             strcmp(name, VS_XATTR_FORMAT))
+    else if (r == 0 && !is_command(name))
         r = -ENODATA, why = "no such attribute";
+    else if (r == 0 && fuse_req_ctx(req)->uid != 0)
+        r = -EPERM, why = "only root snapshots, grows, shrinks, changes the "
+                          "format or rescans";
     if (r < 0 && r != -ENOENT)
         log_refusal("setxattr", name, &x, why, -r);
     vs_tree_unlock(vs_fs.tree);
     if (r == 0) {
         r = set_action(ino, name, value, size, &why);
-        if (r < 0 && r != -ENOENT) {
+        if (r == -EUCLEAN) {
+            r = -vs_catalog_errno("setxattr", r);
+        } else if (r < 0 && r != -ENOENT) {
             vs_tree_rdlock(vs_fs.tree);
             x.node = vs_tree_node(vs_fs.tree, ino);
             log_refusal("setxattr", name, &x, why, -r);
@@ -478,21 +528,24 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
     fuse_reply_err(req, -r);
 }
 
+/* Nothing can be removed: a name the node has (or a command) is EPERM, any
+ * other name ENODATA, as Linux answers for a missing attribute. */
 static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    bool ours = strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)) == 0;
     struct xctx x = {.part = VS_INO_PART(ino)};
+    bool known;
 
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
+    known = x.node && (find_row(&x, name) || is_command(name));
     if (x.node)
         log_refusal("removexattr", name, &x,
-                    ours ? "vstor attributes cannot be removed"
-                         : "no such attribute",
-                    ours ? EPERM : ENODATA);
+                    known ? "vstor attributes cannot be removed"
+                          : "no such attribute",
+                    known ? EPERM : ENODATA);
     vs_tree_unlock(vs_fs.tree);
-    fuse_reply_err(req, !x.node ? ENOENT : ours ? EPERM : ENODATA);
+    fuse_reply_err(req, !x.node ? ENOENT : known ? EPERM : ENODATA);
 }
 
 void

@@ -23,10 +23,14 @@
  * name) treats NULL parents as all different.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vs/catalog.h"
 #include "vs/log.h"
@@ -152,6 +156,10 @@ sqlite_errno(sqlite3 *db, int rc)
     switch (rc & 0xff) {
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
+        /* keep the evidence: closing must neither checkpoint the -wal into
+         * the damaged file nor delete it (it is set aside with the file) */
+        if (db != NULL)
+            sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         return -EUCLEAN;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -793,11 +801,36 @@ migrate(sqlite3 *db)
     return r;
 }
 
+/* The catalog holds every volume's owner and mode: root's only (0600).
+ * SQLite creates its -wal and -shm files with the main file's mode, so the
+ * main file is made 0600 before SQLite opens it, and files an older
+ * version left more open are closed down. */
+static int
+restrict_mode(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    char name[4096];
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+        snprintf(name, sizeof(name), "%s%s", path, suffixes[i]);
+        if (chmod(name, 0600) < 0 && errno != ENOENT)
+            return -errno;
+    }
+    return 0;
+}
+
 static int
 open_db(const char *path, sqlite3 **db)
 {
-    int rc;
+    int rc = restrict_mode(path);
 
+    *db = NULL;
+    if (rc < 0)
+        return rc;
     rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                          NULL);
     if (*db == NULL)
@@ -831,6 +864,28 @@ vs_catalog_open(const char *path, struct vs_catalog **out)
         return r;
     }
     *out = cat;
+    return 0;
+}
+
+int
+vs_catalog_set_aside(const char *path, char *aside, size_t len)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    char stamp[32], from[4096], to[4096];
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    if ((size_t)snprintf(aside, len, "%s.damaged-%s", path, stamp) >= len)
+        return -ENAMETOOLONG;
+    /* the main file last: until it moves, a retry finds it again */
+    for (size_t i = sizeof(suffixes) / sizeof(*suffixes); i-- > 0;) {
+        snprintf(from, sizeof(from), "%s%s", path, suffixes[i]);
+        snprintf(to, sizeof(to), "%s%s", aside, suffixes[i]);
+        if (rename(from, to) < 0 && (errno != ENOENT || i == 0))
+            return -errno;
+    }
     return 0;
 }
 

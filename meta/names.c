@@ -4,16 +4,26 @@
  * A name becomes a directory entry under the mount and a value in a
  * metadata record ("name=...\n"), so it must be a single, visible path
  * component: not empty, not "." or "..", no leading '.' (those are hidden
- * and reserved for our own files), no '/', no control character (which
- * also keeps '\n' out of the records), valid UTF-8 (no overlong forms, no
- * surrogates, nothing past U+10FFFF) and at most VS_NAME_MAX bytes.
+ * and reserved for our own files), no '/', no control character, C0, DEL
+ * or C1 (which also keeps '\n' out of the records), valid UTF-8 (no
+ * overlong forms, no surrogates, nothing past U+10FFFF), in Unicode NFC
+ * (so that "é" composed and decomposed cannot make two volumes whose names
+ * look alike; libunistring's u8_normalize decides) and at most VS_NAME_MAX
+ * bytes.
  *
  * One classifier finds the first problem; vs_name_check turns it into an
  * errno and vs_name_reason into words, so the two can never disagree.
+ * Names already stored in a domain's records are held to the rules of the
+ * versions that wrote them (vs_name_check_stored: C1 controls and names not
+ * in NFC were accepted before), so that a volume never disappears because
+ * its name became invalid.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <uninorm.h>
 
 #include "vs/names.h"
 
@@ -29,6 +39,7 @@ enum name_problem {
     NAME_SLASH,
     NAME_CONTROL,
     NAME_BAD_UTF8,
+    NAME_NOT_NFC,
     NAME_TOO_LONG,
 };
 
@@ -41,6 +52,7 @@ static const char *const problem_text[] = {
     [NAME_SLASH] = "contains '/'",
     [NAME_CONTROL] = "contains a control character",
     [NAME_BAD_UTF8] = "is not valid UTF-8",
+    [NAME_NOT_NFC] = "is not in Unicode NFC (write accents composed)",
     /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one message */
     [NAME_TOO_LONG] = "is longer than " STRINGIFY(VS_NAME_MAX) " bytes",
 };
@@ -84,7 +96,7 @@ utf8_sequence_length(const unsigned char *s)
 
 /* The first problem with the characters of S, scanning byte by byte. */
 static enum name_problem
-check_characters(const unsigned char *s)
+check_characters(const unsigned char *s, bool strict)
 {
     while (*s != '\0') {
         if (*s == '/')
@@ -98,14 +110,35 @@ check_characters(const unsigned char *s)
         size_t len = utf8_sequence_length(s);
         if (len == 0)
             return NAME_BAD_UTF8;
+        if (strict && s[0] == 0xc2 && s[1] <= 0x9f)
+            return NAME_CONTROL; /* C1: U+0080..U+009F */
         s += len;
     }
     return NAME_OK;
 }
 
+/* NAME (valid UTF-8) is in NFC when normalizing it changes nothing. */
 static enum name_problem
-classify(const char *name)
+check_nfc(const char *name)
 {
+    uint8_t buf[4 * VS_NAME_MAX], *nfc;
+    size_t len = strlen(name), nfc_len = sizeof(buf);
+    enum name_problem p;
+
+    nfc = u8_normalize(UNINORM_NFC, (const uint8_t *)name, len, buf, &nfc_len);
+    if (nfc == NULL)
+        return NAME_BAD_UTF8;
+    p = nfc_len == len && memcmp(nfc, name, len) == 0 ? NAME_OK : NAME_NOT_NFC;
+    if (nfc != buf)
+        free(nfc);
+    return p;
+}
+
+static enum name_problem
+classify(const char *name, bool strict)
+{
+    enum name_problem p;
+
     if (name == NULL)
         return NAME_MISSING;
     if (name[0] == '\0')
@@ -116,13 +149,14 @@ classify(const char *name)
         return NAME_LEADING_DOT;
     if (strnlen(name, VS_NAME_MAX + 1) > VS_NAME_MAX)
         return NAME_TOO_LONG;
-    return check_characters((const unsigned char *)name);
+    p = check_characters((const unsigned char *)name, strict);
+    return p != NAME_OK || !strict ? p : check_nfc(name);
 }
 
-int
-vs_name_check(const char *name)
+static int
+problem_errno(enum name_problem p)
 {
-    switch (classify(name)) {
+    switch (p) {
     case NAME_OK:
         return 0;
     case NAME_TOO_LONG:
@@ -132,8 +166,20 @@ vs_name_check(const char *name)
     }
 }
 
+int
+vs_name_check(const char *name)
+{
+    return problem_errno(classify(name, true));
+}
+
+int
+vs_name_check_stored(const char *name)
+{
+    return problem_errno(classify(name, false));
+}
+
 const char *
 vs_name_reason(const char *name)
 {
-    return problem_text[classify(name)];
+    return problem_text[classify(name, true)];
 }

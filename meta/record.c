@@ -139,7 +139,7 @@ terminated(const char *field, size_t size)
 static bool
 valid_token(const char *s, size_t max)
 {
-    return strlen(s) <= max && vs_name_check(s) == 0;
+    return strlen(s) <= max && vs_name_check_stored(s) == 0;
 }
 
 static int
@@ -176,7 +176,7 @@ validate(const struct vs_record *rec)
         !terminated(rec->parent_uuid, sizeof(rec->parent_uuid)) ||
         !terminated(rec->name, sizeof(rec->name)))
         return -EINVAL;
-    if (!vs_uuid_valid(rec->uuid) || vs_name_check(rec->name) < 0)
+    if (!vs_uuid_valid(rec->uuid) || vs_name_check_stored(rec->name) < 0)
         return -EINVAL;
     if (rec->kind == VS_REC_DOMAIN && rec->parent_uuid[0] != '\0')
         return -EINVAL;

@@ -13,7 +13,7 @@ PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     libfuse3-dev fuse3 libsqlite3-dev sqlite3 libjson-c-dev zlib1g-dev scdoc
     qemu-utils qemu-system-common qemu-system-x86 fio attr jq python3
-    util-linux procps xfsprogs clang-format
+    util-linux procps xfsprogs clang-format libunistring-dev
 )
 
 mount_point=

@@ -57,6 +57,10 @@ struct vs_catalog;
  * -EPROTONOSUPPORT if its schema is newer than this program. */
 int vs_catalog_open(const char *path, struct vs_catalog **out);
 void vs_catalog_close(struct vs_catalog *cat);
+/* Move a damaged catalog at PATH (with its -wal and -shm files) aside to
+ * PATH.damaged-<UTC time>, named into ASIDE; nothing is deleted.  Call it
+ * closed.  0 or -errno. */
+int vs_catalog_set_aside(const char *path, char *aside, size_t len);
 
 /* Transactions around several calls; the single calls below run in their
  * own transaction when none is open. */

@@ -29,9 +29,10 @@ int vs_log_set_categories(const char *list);
 /* Whether debug messages of CAT are on (cheap; for hot paths). */
 bool vs_log_cat_enabled(enum vs_log_cat cat);
 
-/* Copy IN into BUF with control characters and backslashes escaped
- * ("\\n", "\\x1b"), so a user-supplied name cannot split or forge a log
- * line.  Returns BUF. */
+/* Copy IN into BUF with control characters (C0, DEL, C1), bytes that are
+ * not valid UTF-8 and backslashes escaped ("\\n", "\\x1b", "\\xff"), so a
+ * user-supplied name cannot split, forge or garble a log line.  Returns
+ * BUF. */
 const char *vs_log_escape(const char *in, char *buf, size_t len);
 
 void vs_log(int level, const char *fmt, ...)

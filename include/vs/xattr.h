@@ -20,6 +20,7 @@
 #define VS_XATTR_JOB "user.vstor.job"   /* volume: its merge, while one runs */
 #define VS_XATTR_JOBS "user.vstor.jobs" /* root: every job, one per line */
 #define VS_XATTR_OBJECT "user.vstor.object" /* volume: object on store */
+#define VS_XATTR_STATUS "user.vstor.status" /* volume: ok|unavailable: why */
 
 /* writable actions */
 #define VS_XATTR_RESCAN "user.vstor.rescan"     /* root: value "1" */

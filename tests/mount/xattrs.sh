@@ -156,6 +156,9 @@ uniq=$(printf '%s\n' "$ruuid" "$duuid" "$iuuid" "$vuuid" "$(xget "$V2" user.vsto
 assert_eq 5 "$uniq" "root, domain, image and volumes have distinct uuids"
 
 # Refusals.
+assert_eq ok "$(xget "$V" user.vstor.status)" "volume: user.vstor.status is ok"
+assert_eq ok "$(xget "$V/data" user.vstor.status)" "data: user.vstor.status is ok"
+expect_errno ENODATA getxattr "$D" user.vstor.status
 expect_errno ENODATA getxattr "$V" user.vstor.nope
 expect_errno ENODATA getxattr "$V/data" user.mine
 expect_errno EPERM setxattr "$V/data" user.vstor.kind volume

@@ -36,6 +36,8 @@ test_accepted(void)
     accept("\xf0\x9f\x98\x80", "four-byte UTF-8 (emoji)");
     accept("\xef\xbf\xbf", "U+FFFF");
     accept("\xf4\x8f\xbf\xbf", "U+10FFFF");
+    accept("a\xc2\xa0z", "U+00A0, the first character after C1");
+    accept("\xc3\x85ngstr\xc3\xb6m", "NFC: precomposed U+00C5 and U+00F6");
     memset(longest, 'x', VS_NAME_MAX);
     longest[VS_NAME_MAX] = '\0';
     accept(longest, "exactly VS_NAME_MAX bytes");
@@ -57,9 +59,25 @@ test_refused(void)
     refuse("a\tb", -EINVAL, "tab");
     refuse("\x01", -EINVAL, "control byte 0x01");
     refuse("a\x7f", -EINVAL, "DEL");
+    refuse("a\xc2\x80", -EINVAL, "C1 control U+0080");
+    refuse("\xc2\x85x", -EINVAL, "C1 control U+0085 (NEL)");
+    refuse("a\xc2\x9f", -EINVAL, "C1 control U+009F");
+    refuse("cafe\xcc\x81", -EINVAL, "NFD: e + combining acute (U+0301)");
+    refuse("\xe2\x84\xab", -EINVAL, "U+212B ANGSTROM SIGN (NFC: U+00C5)");
     memset(toolong, 'x', VS_NAME_MAX + 1);
     toolong[VS_NAME_MAX + 1] = '\0';
     refuse(toolong, -ENAMETOOLONG, "VS_NAME_MAX + 1 bytes");
+}
+
+/* Names earlier versions stored stay readable from records. */
+static void
+test_stored(void)
+{
+    is_int(vs_name_check_stored("a\xc2\x80"), 0, "stored: C1 control passes");
+    is_int(vs_name_check_stored("cafe\xcc\x81"), 0, "stored: NFD passes");
+    is_int(vs_name_check_stored("a\nb"), -EINVAL, "stored: C0 control refused");
+    is_int(vs_name_check_stored("\xff"), -EINVAL, "stored: invalid UTF-8");
+    is_int(vs_name_check_stored(".x"), -EINVAL, "stored: leading dot");
 }
 
 static void
@@ -96,6 +114,9 @@ test_reasons(void)
     ok(strcmp(vs_name_reason(""), "is empty") == 0, "reason: empty");
     ok(strstr(vs_name_reason("a/b"), "'/'") != NULL, "reason: slash");
     ok(strstr(vs_name_reason("a\nb"), "control") != NULL, "reason: control");
+    ok(strstr(vs_name_reason("a\xc2\x80"), "control") != NULL,
+       "reason: C1 control");
+    ok(strstr(vs_name_reason("e\xcc\x81"), "NFC") != NULL, "reason: NFC");
     ok(vs_name_reason("fine") != NULL, "reason for a good name is not NULL");
 }
 
@@ -142,6 +163,7 @@ main(void)
     test_accepted();
     test_refused();
     test_bad_utf8();
+    test_stored();
     test_reasons();
     test_uuid();
     test_time();

@@ -57,6 +57,7 @@ print_text(const struct vstor_node *node, const char *file)
     print_opt_line("object", node->object);
     print_opt_line("created", node->created);
     print_opt_line("caps", node->caps);
+    print_opt_line("status", node->status);
 }
 
 /* CAPS ("unmap,write_zeroes,...") as a JSON array of strings. */
@@ -96,6 +97,7 @@ node_json(const struct vstor_node *node, const char *file)
     json_object_object_add(o, "object", vstor_json_string(node->object));
     json_object_object_add(o, "created", vstor_json_string(node->created));
     json_object_object_add(o, "caps", caps_json(node->caps));
+    json_object_object_add(o, "status", vstor_json_string(node->status));
     return o;
 }
 

@@ -192,6 +192,16 @@ or_dash(const char *s)
     return s ? s : "-";
 }
 
+/* The end of a node's line: "  (unavailable: why)" for a volume whose
+ * chain does not open. */
+static void
+print_status(const struct vstor_node *node)
+{
+    if (vstor_node_unavailable(node))
+        printf("  (%s)", node->status);
+    putchar('\n');
+}
+
 static void
 print_long(const struct entry *e)
 {
@@ -200,9 +210,10 @@ print_long(const struct entry *e)
         vstor_size_human(e->node.size, size, sizeof(size));
     if (e->node.allocated >= 0)
         vstor_size_human(e->node.allocated, alloc, sizeof(alloc));
-    printf("%-7s %10s %10s %-6s %-20s %-36s %s\n", e->node.kind, size, alloc,
+    printf("%-7s %10s %10s %-6s %-20s %-36s %s", e->node.kind, size, alloc,
            or_dash(e->node.format), or_dash(e->node.created),
            or_dash(e->node.uuid), e->rel);
+    print_status(&e->node);
 }
 
 static void
@@ -212,10 +223,12 @@ print_text(const struct listing *l, bool lng)
         printf("%-7s %10s %10s %-6s %-20s %-36s %s\n", "KIND", "SIZE",
                "ALLOCATED", "FORMAT", "CREATED", "UUID", "PATH");
     for (size_t i = 0; i < l->n; i++) {
-        if (lng)
+        if (lng) {
             print_long(&l->v[i]);
-        else
-            puts(l->v[i].rel);
+        } else {
+            fputs(l->v[i].rel, stdout);
+            print_status(&l->v[i].node);
+        }
     }
 }
 
@@ -252,6 +265,8 @@ entry_json(const struct entry *e)
     json_object_object_add(o, "allocated", vstor_json_size(n->allocated));
     json_object_object_add(o, "format", vstor_json_string(n->format));
     json_object_object_add(o, "created", vstor_json_string(n->created));
+    if (n->status)
+        json_object_object_add(o, "status", vstor_json_string(n->status));
     return o;
 }
 

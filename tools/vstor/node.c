@@ -2,7 +2,10 @@
  * Reading a vstorfs node's description through the mount: each field of
  * struct vstor_node is one user.vstor.* extended attribute.  The kind
  * attribute is what tells a vstorfs node from anything else; the others may
- * be absent (ENODATA) on some kinds and are then left NULL or -1.
+ * be absent (ENODATA) on some kinds and are then left NULL or -1.  The
+ * volume-only ones (object, status) are asked of volumes and data only, and
+ * the sizes of a volume that is unavailable (its chain does not open) are
+ * not asked at all.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -63,15 +66,18 @@ read_optional(const char *path, const char *name, char **value)
     return r;
 }
 
-/* An optional size attribute: absent or not a number is -1. */
+/* An optional size attribute: absent, unreadable (an image holding an
+ * unavailable volume) or not a number is -1. */
 static int
 read_size(const char *path, const char *name, int64_t *size)
 {
     char *text = NULL;
     int r = read_optional(path, name, &text);
     *size = -1;
-    if (r < 0 || !text)
+    if (r == -ENOMEM)
         return r;
+    if (r < 0 || !text)
+        return 0;
     char *end;
     errno = 0;
     long long v = strtoll(text, &end, 10);
@@ -106,17 +112,32 @@ vstor_node_read(const char *path, struct vstor_node *node)
         r = read_optional(path, VS_XATTR_FORMAT, &node->format);
     if (r >= 0)
         r = read_optional(path, VS_XATTR_BACKEND, &node->backend);
-    if (r >= 0)
+    if (r >= 0 && vstor_node_is_volume(node))
         r = read_optional(path, VS_XATTR_OBJECT, &node->object);
+    if (r >= 0 && vstor_node_is_volume(node))
+        r = read_optional(path, VS_XATTR_STATUS, &node->status);
     if (r >= 0)
         r = read_optional(path, VS_XATTR_CREATED, &node->created);
     if (r >= 0)
         r = read_optional(path, VS_XATTR_CAPS, &node->caps);
-    if (r >= 0)
+    if (r >= 0 && !vstor_node_unavailable(node))
         r = read_size(path, VS_XATTR_SIZE, &node->size);
-    if (r >= 0)
+    if (r >= 0 && !vstor_node_unavailable(node))
         r = read_size(path, VS_XATTR_ALLOCATED, &node->allocated);
     return r < 0 ? r : 0;
+}
+
+bool
+vstor_node_is_volume(const struct vstor_node *node)
+{
+    return node->kind &&
+           (!strcmp(node->kind, "volume") || !strcmp(node->kind, "data"));
+}
+
+bool
+vstor_node_unavailable(const struct vstor_node *node)
+{
+    return node->status && strncmp(node->status, "unavailable", 11) == 0;
 }
 
 void
@@ -130,6 +151,7 @@ vstor_node_clear(struct vstor_node *node)
     free(node->object);
     free(node->created);
     free(node->caps);
+    free(node->status);
     memset(node, 0, sizeof(*node));
     node->size = node->allocated = -1;
 }

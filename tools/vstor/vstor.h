@@ -66,6 +66,7 @@ struct vstor_node {
     char *object;      /* NULL when absent (only volumes and data have one) */
     char *created;     /* NULL when absent */
     char *caps;        /* comma list; NULL when absent */
+    char *status;      /* volume, data: "ok" or "unavailable: why"; else NULL */
     int64_t size;      /* -1 when absent or unreadable */
     int64_t allocated; /* -1 when absent or unreadable */
 };
@@ -76,6 +77,10 @@ struct vstor_node {
  * user.vstor.kind), or another -errno from getxattr.
  */
 int vstor_node_read(const char *path, struct vstor_node *node);
+/* Whether NODE is a volume or its data file. */
+bool vstor_node_is_volume(const struct vstor_node *node);
+/* Whether NODE is a volume whose chain does not open (status says why). */
+bool vstor_node_unavailable(const struct vstor_node *node);
 /* Free what NODE holds; NODE itself may be reused afterwards. */
 void vstor_node_clear(struct vstor_node *node);
 
