@@ -272,6 +272,11 @@ int vs_tree_open_domain(struct vs_node *domain_node);
 /* The volume's chain of block devices (opening it on first use). */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);
+/* A volume's virtual size and allocation (either may be NULL), from its
+ * open chain, or else from a read-only chain opened for the question and
+ * closed before returning: a stat or an xattr leaves no descriptor open. */
+int vs_node_sizes(struct vs_tree *tree, struct vs_node *vol_node, int64_t *size,
+                  int64_t *allocated);
 /* Recount every volume's layers_above (after attaching a whole tree, where
  * a child may come before its parent). */
 void vs_tree_count_layers(struct vs_tree *tree);

@@ -49,7 +49,7 @@ refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
 void
 vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
 {
-    struct vs_bdev *bs;
+    int64_t size, alloc;
 
     memset(st, 0, sizeof(*st));
     st->st_ino = node->cat.kind == VS_NODE_ROOT ? VS_INO_ROOT
@@ -80,9 +80,8 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
     st->st_nlink = 1;
     st->st_uid = node->cat.uid;
     st->st_gid = node->cat.gid;
-    if (vs_node_bdev(vs_fs.tree, node, &bs) == 0) {
-        int64_t alloc = vs_bdev_allocated(bs);
-        st->st_size = (off_t)atomic_load(&node->vol->size);
+    if (vs_node_sizes(vs_fs.tree, node, &size, &alloc) == 0) {
+        st->st_size = size > 0 ? (off_t)size : 0;
         st->st_blocks = alloc > 0 ? (blkcnt_t)((alloc + 511) / 512) : 0;
     }
 }

@@ -60,13 +60,11 @@ space_of(const struct xctx *x, struct vs_space *sp)
 static int64_t
 volume_bytes(struct vs_node *node, bool alloc)
 {
-    struct vs_bdev *bs;
-    int r = vs_node_bdev(vs_fs.tree, node, &bs);
+    int64_t v;
+    int r = alloc ? vs_node_sizes(vs_fs.tree, node, NULL, &v)
+                  : vs_node_sizes(vs_fs.tree, node, &v, NULL);
 
-    if (r < 0)
-        return r;
-    return alloc ? vs_bdev_allocated(bs)
-                 : (int64_t)atomic_load(&node->vol->size);
+    return r < 0 ? r : v;
 }
 
 static int64_t
