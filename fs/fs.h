@@ -114,8 +114,17 @@ void vs_volume_release(struct vs_volume *vol, bool writable);
 /* Note that [OFF, OFF + LEN) changed, for a merge copying this volume
  * down (no-op when none does).  io_lock held shared, after the write. */
 void vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len);
-/* Grow to at least SIZE (no-op when already larger). */
+/* The largest size a volume may have: 1 PiB, what a qcow2 layer with 64 KiB
+ * clusters and extended L2 entries (32 MiB of L1 at most, as QEMU) can map,
+ * so that any volume can take a snapshot layer on top. */
+#define VS_VOLUME_SIZE_MAX (1ull << 50)
+
+/* Grow to at least SIZE (no-op when already larger); EFBIG past
+ * VS_VOLUME_SIZE_MAX. */
 int vs_volume_grow(struct vs_volume *vol, uint64_t size);
+/* Undo a growth to GROWN back to SIZE (a failed fallocate), if nothing else
+ * changed the size since; io_lock held exclusive. */
+void vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
 int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
 

@@ -177,6 +177,12 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
         return 1;
     }
     cur = atomic_load(&node->vol->size);
+    if (size > VS_VOLUME_SIZE_MAX) {
+        refuse(req, EFBIG, "truncate", node, VS_PART_DATA,
+               "%llu bytes is past the largest volume size, %llu bytes",
+               (unsigned long long)size, VS_VOLUME_SIZE_MAX);
+        return 1;
+    }
     if (size < cur) {
         refuse(req, EPERM, "truncate", node, VS_PART_DATA,
                "shrinking from %llu to %llu bytes needs "

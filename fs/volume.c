@@ -158,11 +158,22 @@ vs_volume_grow(struct vs_volume *vol, uint64_t size)
 
     if (atomic_load(&vol->size) >= size)
         return 0;
+    if (size > VS_VOLUME_SIZE_MAX)
+        return -EFBIG;
     pthread_mutex_lock(&vol->lock);
     if (atomic_load(&vol->size) < size)
         r = resize_locked(vol, size);
     pthread_mutex_unlock(&vol->lock);
     return r;
+}
+
+void
+vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size)
+{
+    pthread_mutex_lock(&vol->lock);
+    if (atomic_load(&vol->size) == grown && size < grown)
+        (void)resize_locked(vol, size); /* best effort: it only grew */
+    pthread_mutex_unlock(&vol->lock);
 }
 
 int
