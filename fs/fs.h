@@ -128,6 +128,19 @@ void vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
 int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
 
+/* ---- the space reserve (reserve.c) ---- */
+
+#define VS_RESERVE_BYTES (4u << 20) /* DATA_DIR/reserve */
+
+/* Remember DATA_DIR, whose file system the reserve is for. */
+int vs_reserve_init(const char *data_dir);
+/* Before a change that must work on a full file system (WHY names it in the
+ * log): delete the reserve when less than its size is free. */
+void vs_reserve_release_if_full(const char *why);
+/* Make the reserve when it is missing and twice its size is free. */
+void vs_reserve_refill(void);
+void vs_reserve_fini(void);
+
 /* ---- the namespace (tree.c, rescan.c) ---- */
 
 struct vs_domain {

@@ -351,6 +351,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
     int r, err;
 
     vs_tree_wrlock(vs_fs.tree);
+    vs_reserve_refill();
     dir = dir_node(parent, &err);
     r = dir ? vs_tree_mkdir(vs_fs.tree, dir, name, mode, ctx->uid, ctx->gid,
                             &node)
@@ -381,6 +382,8 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     dir = dir_node(parent, &err);
     if (dir && dir->cat.kind != VS_NODE_VOLUME)
         node = vs_node_child(dir, name);
+    if (node)
+        vs_reserve_release_if_full("removal");
     r = !dir ? -err : !node ? -ENOENT : vs_tree_rmdir(vs_fs.tree, node);
     if (r == 0)
         fuse_reply_err(req, 0);
@@ -389,6 +392,7 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     else
         refuse(req, r, "rmdir", dir, name, "%s",
                r == -ENOTEMPTY ? "it is not empty" : strerror(-r));
+    vs_reserve_refill(); /* with the space the removal gave back */
     vs_tree_unlock(vs_fs.tree);
 }
 
@@ -399,6 +403,15 @@ is_volume_part(const struct vs_node *dir, const char *name)
     return dir->cat.kind == VS_NODE_VOLUME &&
            (!strcmp(name, VS_PART_DATA) || !strcmp(name, VS_PART_MAPFILE) ||
             (!strcmp(name, VS_PART_BACKING) && dir->cat.backing_id));
+}
+
+/* A rename rewrites one record and one catalog row: it works on a full
+ * file system, with the reserve's room. */
+static int
+rename_node(struct vs_node *node, const char *newname)
+{
+    vs_reserve_release_if_full("rename");
+    return vs_tree_rename(vs_fs.tree, node, newname);
 }
 
 static void
@@ -424,7 +437,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                "moves only within the same parent");
     else if (strcmp(name, newname) == 0)
         fuse_reply_err(req, 0);
-    else if ((r = vs_tree_rename(vs_fs.tree, node, newname)) == 0)
+    else if ((r = rename_node(node, newname)) == 0)
         fuse_reply_err(req, 0);
     else
         refuse(req, r, "rename", dir, name, "to '%s': %s", newname,

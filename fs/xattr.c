@@ -343,7 +343,9 @@ do_rescan(const char *value, size_t size)
     if (vs_merge_any_running())
         return -EBUSY; /* jobs hold on to nodes a rescan would replace */
     vs_tree_wrlock(vs_fs.tree);
+    vs_reserve_release_if_full("rescan");
     r = vs_tree_rescan(vs_fs.tree);
+    vs_reserve_refill();
     vs_tree_unlock(vs_fs.tree);
     vs_log(LOG_NOTICE, "rescan %s", r < 0 ? "failed" : "done");
     return r;
