@@ -120,10 +120,32 @@ void vs_volume_release(struct vs_volume *vol, bool writable);
 /* Note that [OFF, OFF + LEN) changed, for a merge copying this volume
  * down (no-op when none does).  io_lock held shared, after the write. */
 void vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len);
-/* Grow to at least SIZE (no-op when already larger). */
+/* The largest size a volume may have: 1 PiB, what a qcow2 layer with 64 KiB
+ * clusters and extended L2 entries (32 MiB of L1 at most, as QEMU) can map,
+ * so that any volume can take a snapshot layer on top. */
+#define VS_VOLUME_SIZE_MAX (1ull << 50)
+
+/* Grow to at least SIZE (no-op when already larger); EFBIG past
+ * VS_VOLUME_SIZE_MAX. */
 int vs_volume_grow(struct vs_volume *vol, uint64_t size);
+/* Undo a growth to GROWN back to SIZE (a failed fallocate), if nothing else
+ * changed the size since; io_lock held exclusive. */
+void vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
 int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
+
+/* ---- the space reserve (reserve.c) ---- */
+
+#define VS_RESERVE_BYTES (4u << 20) /* DATA_DIR/reserve */
+
+/* Remember DATA_DIR, whose file system the reserve is for. */
+int vs_reserve_init(const char *data_dir);
+/* Before a change that must work on a full file system (WHY names it in the
+ * log): delete the reserve when less than its size is free. */
+void vs_reserve_release_if_full(const char *why);
+/* Make the reserve when it is missing and twice its size is free. */
+void vs_reserve_refill(void);
+void vs_reserve_fini(void);
 
 /* ---- the namespace (tree.c, rescan.c) ---- */
 
@@ -316,6 +338,11 @@ int vs_node_check_available(const struct vs_node *node);
  * it is tried (and logged) again. */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);
+/* A volume's virtual size and allocation (either may be NULL), from its
+ * open chain, or else from a read-only chain opened for the question and
+ * closed before returning: a stat or an xattr leaves no descriptor open. */
+int vs_node_sizes(struct vs_tree *tree, struct vs_node *vol_node, int64_t *size,
+                  int64_t *allocated);
 /* Recount every volume's layers_above (after attaching a whole tree, where
  * a child may come before its parent). */
 void vs_tree_count_layers(struct vs_tree *tree);
@@ -354,8 +381,9 @@ extern struct vs_fs vs_fs;
  * rebuild it, and becomes EIO. */
 int vs_catalog_errno(const char *op, int err);
 
-/* Fill ST for inode INO of NODE (lock held). */
-void vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
+/* Fill ST for inode INO of NODE (lock held); -EIO (or the error) when it is
+ * a data file whose chain cannot be opened. */
+int vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
 
 /* The `map` file's JSON text for VOL's chain (map.c); caller frees. */
 int vs_map_build(struct vs_tree *tree, struct vs_node *vol, char **text,

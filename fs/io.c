@@ -365,13 +365,21 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
-/* fallocate: preallocate (mode 0, KEEP_SIZE), punch, zero range. */
+static bool
+is_prealloc(int mode)
+{
+    return !(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE));
+}
+
+/* fallocate: preallocate (mode 0, KEEP_SIZE), punch, zero range.  A range
+ * past the end is clamped to it (KEEP_SIZE preallocates nothing past the
+ * end); a failed preallocation gives back what it took, size included. */
 static int
 do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
 {
     const int known =
         FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
-    uint64_t end = off + len, size;
+    uint64_t end = off + len, size, old = atomic_load(&h->vol->size);
     int r = 0;
 
     if ((mode & ~known) ||
@@ -392,6 +400,8 @@ do_fallocate(struct vs_handle *h, int mode, uint64_t off, uint64_t len)
         r = vs_bdev_allocate(h->vol->bdev, off, end - off);
     if (r == 0)
         vs_volume_mark_dirty(h->vol, off, end - off);
+    else if (is_prealloc(mode) && size > old)
+        vs_volume_ungrow(h->vol, size, old);
     return r == -ENOTSUP ? -EOPNOTSUPP : r;
 }
 
@@ -413,10 +423,21 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
         fuse_reply_err(req, EPERM);
         return;
     }
-    io_begin(h);
+    /* a preallocation holds the volume's I/O off: if it fails it punches
+     * back the holes it filled, which must not take a write with them */
+    if (is_prealloc(mode))
+        pthread_rwlock_wrlock(&h->vol->io_lock);
+    else
+        io_begin(h);
     r = do_fallocate(h, mode, (uint64_t)off, (uint64_t)length);
     io_end(h);
-    if (r < 0 && r != -EOPNOTSUPP)
+    if (r == -EFBIG)
+        vs_log(LOG_NOTICE,
+               "refused fallocate of '%s/data' to %llu bytes: past the "
+               "largest volume size, %llu bytes (EFBIG)",
+               h->vol->label, (unsigned long long)off + (uint64_t)length,
+               VS_VOLUME_SIZE_MAX);
+    else if (r < 0 && r != -EOPNOTSUPP)
         log_io_error(h, "fallocate", (uint64_t)off, (size_t)length, -r);
     fuse_reply_err(req, -r);
 }

@@ -189,8 +189,13 @@ main(int argc, char **argv)
     }
     r = setup_logging(&cfg);
     if (r == 0)
+        r = vs_reserve_init(cfg.data_dir);
+    if (r == 0) {
+        /* the start rebuilds and writes the catalog: room for it first */
+        vs_reserve_release_if_full("start");
         r = vs_tree_open(cfg.data_dir, NULL, cfg.catalog_path,
                          VS_TREE_DEFER_REPAIRS, &vs_fs.tree);
+    }
     if (r == -EROFS)
         vs_log(LOG_ERR,
                "data directory '%s' is read-only: vstorfs keeps its catalog "
@@ -204,9 +209,11 @@ main(int argc, char **argv)
                              : "");
     if (r == 0) {
         vs_fs.cfg = &cfg;
+        vs_reserve_refill();
         r = serve(&cfg, argv[0]);
         vs_tree_close(vs_fs.tree);
     }
+    vs_reserve_fini();
     vs_config_free(&cfg);
     return r < 0 ? 1 : 0;
 }

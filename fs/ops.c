@@ -62,10 +62,11 @@ refuse(fuse_req_t req, int err, const char *op, struct vs_node *parent,
     fuse_reply_err(req, err > 0 ? err : -err);
 }
 
-void
+int
 vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
 {
-    struct vs_bdev *bs;
+    int64_t size, alloc;
+    int r;
 
     memset(st, 0, sizeof(*st));
     st->st_ino = node->cat.kind == VS_NODE_ROOT ? VS_INO_ROOT
@@ -78,7 +79,7 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
         st->st_nlink = 1;
         st->st_uid = node->cat.uid;
         st->st_gid = node->cat.gid;
-        return;
+        return 0;
     }
     if (part == VS_PART_LINK) {
         char link[2 * VS_NAME_MAX + 8];
@@ -86,34 +87,25 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
         st->st_mode = S_IFLNK | 0777;
         st->st_nlink = 1;
         st->st_size = n > 0 ? n : 0;
-        return;
+        return 0;
     }
     if (part == VS_PART_DIR) {
         st->st_mode = S_IFDIR | 0755;
         st->st_nlink =
             2 + (node->cat.kind == VS_NODE_VOLUME ? 0 : node->nchildren);
         st->st_size = 4096;
-        return;
+        return 0;
     }
     st->st_mode = S_IFREG | (node->cat.mode & 07777);
     st->st_nlink = 1;
     st->st_uid = node->cat.uid;
     st->st_gid = node->cat.gid;
-    if (vs_node_bdev(vs_fs.tree, node, &bs) == 0) {
-        int64_t alloc = vs_bdev_allocated(bs);
-        st->st_size = (off_t)atomic_load(&node->vol->size);
+    r = vs_node_sizes(vs_fs.tree, node, &size, &alloc);
+    if (r == 0) {
+        st->st_size = size > 0 ? (off_t)size : 0;
         st->st_blocks = alloc > 0 ? (blkcnt_t)((alloc + 511) / 512) : 0;
     }
-}
-
-/* Whether NODE's data can be shown: a volume whose chain does not open has
- * no size to show (its status xattr says why). */
-static bool
-data_unavailable(struct vs_node *node, enum vs_part part)
-{
-    struct vs_bdev *bs;
-
-    return part == VS_PART_FILE && vs_node_bdev(vs_fs.tree, node, &bs) < 0;
+    return r;
 }
 
 static void
@@ -122,14 +114,15 @@ reply_entry(fuse_req_t req, struct vs_node *node, enum vs_part part)
     struct fuse_entry_param e;
 
     memset(&e, 0, sizeof(e));
-    vs_fill_stat(node, part, &e.attr);
+    /* a volume whose chain does not open has no size to show: the name
+     * resolves (its xattrs tell why), but every stat asks getattr, which
+     * answers EIO */
+    bool unavailable = vs_fill_stat(node, part, &e.attr) < 0;
     e.ino = e.attr.st_ino;
     e.generation = 1;
     e.entry_timeout = ENTRY_TIMEOUT;
     e.attr_timeout = part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT;
-    /* the name resolves (its xattrs tell why it is unavailable), but every
-     * stat asks getattr, which answers EIO */
-    if (data_unavailable(node, part))
+    if (unavailable)
         e.attr_timeout = 0;
     fuse_reply_entry(req, &e);
 }
@@ -139,11 +132,10 @@ reply_attr(fuse_req_t req, struct vs_node *node, enum vs_part part)
 {
     struct stat st;
 
-    if (data_unavailable(node, part)) {
+    if (vs_fill_stat(node, part, &st) < 0) {
         fuse_reply_err(req, EIO);
         return;
     }
-    vs_fill_stat(node, part, &st);
     fuse_reply_attr(req, &st,
                     part == VS_PART_DIR ? DIR_ATTR_TIMEOUT : DATA_ATTR_TIMEOUT);
 }
@@ -228,6 +220,12 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
         return 1;
     }
     cur = atomic_load(&node->vol->size);
+    if (size > VS_VOLUME_SIZE_MAX) {
+        refuse(req, EFBIG, "truncate", node, VS_PART_DATA,
+               "%llu bytes is past the largest volume size, %llu bytes",
+               (unsigned long long)size, VS_VOLUME_SIZE_MAX);
+        return 1;
+    }
     if (size < cur) {
         refuse(req, EPERM, "truncate", node, VS_PART_DATA,
                "shrinking from %llu to %llu bytes needs "
@@ -426,6 +424,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
     int r, err;
 
     vs_tree_wrlock(vs_fs.tree);
+    vs_reserve_refill();
     dir = dir_node(parent, &err);
     r = dir ? vs_tree_mkdir(vs_fs.tree, dir, name, mode, ctx->uid, ctx->gid,
                             &node)
@@ -456,6 +455,8 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     dir = dir_node(parent, &err);
     if (dir && dir->cat.kind != VS_NODE_VOLUME)
         node = vs_node_child(dir, name);
+    if (node)
+        vs_reserve_release_if_full("removal");
     r = !dir ? -err : !node ? -ENOENT : vs_tree_rmdir(vs_fs.tree, node);
     if (r == 0)
         fuse_reply_err(req, 0);
@@ -464,6 +465,7 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     else
         refuse(req, r, "rmdir", dir, name, "%s",
                r == -ENOTEMPTY ? "it is not empty" : strerror(-r));
+    vs_reserve_refill(); /* with the space the removal gave back */
     vs_tree_unlock(vs_fs.tree);
 }
 
@@ -474,6 +476,15 @@ is_volume_part(const struct vs_node *dir, const char *name)
     return dir->cat.kind == VS_NODE_VOLUME &&
            (!strcmp(name, VS_PART_DATA) || !strcmp(name, VS_PART_MAPFILE) ||
             (!strcmp(name, VS_PART_BACKING) && dir->cat.backing_id));
+}
+
+/* A rename rewrites one record and one catalog row: it works on a full
+ * file system, with the reserve's room. */
+static int
+rename_node(struct vs_node *node, const char *newname)
+{
+    vs_reserve_release_if_full("rename");
+    return vs_tree_rename(vs_fs.tree, node, newname);
 }
 
 static void
@@ -499,7 +510,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                "moves only within the same parent");
     else if (strcmp(name, newname) == 0)
         fuse_reply_err(req, 0);
-    else if ((r = vs_tree_rename(vs_fs.tree, node, newname)) == 0)
+    else if ((r = rename_node(node, newname)) == 0)
         fuse_reply_err(req, 0);
     else
         refuse(req, r, "rename", dir, name, "to '%s': %s", newname,

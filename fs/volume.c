@@ -1,9 +1,11 @@
 /*
  * A volume's run-time state: its chain of block devices (this layer's
  * format driver over its protocol object, over the parent layers), opened
- * on first use and then kept for the life of the volume so that every
- * open(2) of `data` shares one backend open; its size; and who has it
- * open, which decides whether a shrink or a new child is allowed.
+ * on first open(2) or chain change and then kept for the life of the volume
+ * so that every open(2) of `data` shares one backend open (a stat or an
+ * xattr only borrows a read-only chain for the question: vs_node_sizes);
+ * its size; and who has it open, which decides whether a shrink or a new
+ * child is allowed.
  *
  * The size is an atomic so the write path reads it without a lock; only
  * size changes and the opener count take vol->lock.
@@ -156,11 +158,22 @@ vs_volume_grow(struct vs_volume *vol, uint64_t size)
 
     if (atomic_load(&vol->size) >= size)
         return 0;
+    if (size > VS_VOLUME_SIZE_MAX)
+        return -EFBIG;
     pthread_mutex_lock(&vol->lock);
     if (atomic_load(&vol->size) < size)
         r = resize_locked(vol, size);
     pthread_mutex_unlock(&vol->lock);
     return r;
+}
+
+void
+vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size)
+{
+    pthread_mutex_lock(&vol->lock);
+    if (atomic_load(&vol->size) == grown && size < grown)
+        (void)resize_locked(vol, size); /* best effort: it only grew */
+    pthread_mutex_unlock(&vol->lock);
 }
 
 int

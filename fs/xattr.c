@@ -62,13 +62,11 @@ space_of(const struct xctx *x, struct vs_space *sp)
 static int64_t
 volume_bytes(struct vs_node *node, bool alloc)
 {
-    struct vs_bdev *bs;
-    int r = vs_node_bdev(vs_fs.tree, node, &bs);
+    int64_t v;
+    int r = alloc ? vs_node_sizes(vs_fs.tree, node, NULL, &v)
+                  : vs_node_sizes(vs_fs.tree, node, &v, NULL);
 
-    if (r < 0)
-        return r;
-    return alloc ? vs_bdev_allocated(bs)
-                 : (int64_t)atomic_load(&node->vol->size);
+    return r < 0 ? r : v;
 }
 
 static int64_t
@@ -187,12 +185,11 @@ get_caps(const struct xctx *x, char *buf, size_t len)
 static int
 get_status(const struct xctx *x, char *buf, size_t len)
 {
-    struct vs_bdev *bs;
     int r;
 
     if (x->node->unavailable)
         return snprintf(buf, len, "unavailable: %s", x->node->unavailable);
-    r = vs_node_bdev(vs_fs.tree, x->node, &bs);
+    r = vs_node_sizes(vs_fs.tree, x->node, NULL, NULL);
     if (r == 0 && x->node->domain->read_only)
         return snprintf(buf, len, "read-only: %s", x->node->domain->read_only);
     if (r == 0)
@@ -383,7 +380,9 @@ do_rescan(const char *value, size_t size)
     if (vs_merge_any_running())
         return -EBUSY; /* jobs hold on to nodes a rescan would replace */
     vs_tree_wrlock(vs_fs.tree);
+    vs_reserve_release_if_full("rescan");
     r = vs_tree_rescan(vs_fs.tree);
+    vs_reserve_refill();
     vs_tree_unlock(vs_fs.tree);
     vs_log(LOG_NOTICE, "rescan %s", r < 0 ? "failed" : "done");
     return r;

@@ -453,10 +453,86 @@ dir_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
     return dir_fallocate(bs, FALLOC_FL_PUNCH_HOLE, offset, length);
 }
 
+static int64_t seek_from(int fd, uint64_t offset, int whence);
+
+/* A hole of a range being preallocated: what a failure gives back. */
+struct hole {
+    uint64_t off, len;
+};
+
+static int
+add_hole(struct hole **v, size_t *n, size_t *cap, uint64_t off, uint64_t len)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        struct hole *nv = realloc(*v, c * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = (struct hole){off, len};
+    return 0;
+}
+
+/* The holes of [OFFSET, END) of FD, in order, into *V (*N of them).  A
+ * file system without SEEK_HOLE reports none: then nothing is undone. */
+static int
+find_holes(int fd, uint64_t offset, uint64_t end, struct hole **v, size_t *n)
+{
+    size_t cap = 0;
+    int64_t h, d;
+    int r = 0;
+
+    *v = NULL;
+    *n = 0;
+    while (offset < end && r == 0) {
+        h = seek_from(fd, offset, SEEK_HOLE);
+        if (h == -ENXIO || (h >= 0 && (uint64_t)h >= end))
+            break;
+        d = h < 0 ? h : seek_from(fd, (uint64_t)h, SEEK_DATA);
+        if (d == -ENXIO || (d >= 0 && (uint64_t)d > end))
+            d = (int64_t)end;
+        r = d < 0 ? (int)d
+                  : add_hole(v, n, &cap, (uint64_t)h, (uint64_t)(d - h));
+        offset = (uint64_t)d;
+    }
+    if (r < 0) {
+        free(*v);
+        *v = NULL;
+    }
+    return r;
+}
+
+/* Preallocate hole by hole; when one fails (ENOSPC), punch back every hole
+ * this call filled, the failed one included (a failed fallocate may keep
+ * part of what it allocated), so the file system's free space is what it
+ * was.  The caller keeps writes off the range meanwhile: a write landed in
+ * one of those holes would be punched away with it. */
 int
 dir_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 {
-    return dir_fallocate(bs, 0, offset, length);
+    int fd = obj(bs)->fd;
+    struct hole *v;
+    size_t n, i = 0;
+    int r = range_check(offset, length);
+
+    if (r == 0)
+        r = find_holes(fd, offset, offset + length, &v, &n);
+    if (r < 0)
+        return r;
+    for (; i < n && r == 0; i++)
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)v[i].off,
+                      (off_t)v[i].len) < 0)
+            r = errno == EOPNOTSUPP || errno == ENOSYS ? -ENOTSUP : -errno;
+    if (r < 0) {
+        for (size_t j = 0; j < i; j++)
+            (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            (off_t)v[j].off, (off_t)v[j].len);
+        drop_run(obj(bs));
+    }
+    free(v);
+    return r;
 }
 
 int

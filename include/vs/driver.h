@@ -243,7 +243,9 @@ struct vs_driver {
      * synchronous callback on the submitting thread and completes inline. */
     int (*submit)(struct vs_bdev *bs, struct vs_request *req);
     /* Reserve storage for the range without changing its contents
-     * (fallocate mode 0).  ENOTSUP when the storage cannot. */
+     * (fallocate mode 0).  ENOTSUP when the storage cannot.  On failure
+     * (ENOSPC) give back what this call reserved, so the storage's free
+     * space is what it was; the caller holds writes to the object off. */
     int (*allocate)(struct vs_bdev *bs, uint64_t offset, uint64_t length);
     /* Format drivers with a backing: record NAME (relative to the file, or
      * NULL for none) and FORMAT as the parent layer in the image itself, so

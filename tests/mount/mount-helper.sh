@@ -3,26 +3,24 @@
 # fuse3's mount.fuse3 (which runs `vstorfs SOURCE MOUNTPOINT -o OPTS` and
 # lets it daemonize), umount; the signals that unmount cleanly; start-up
 # errors; --help and --version.
-. "$(dirname "$0")/lib.sh"
-requires mount umount mount.fuse3 pgrep
 
-# mount(8) runs mount.fuse3 without PATH in its environment, so its /bin/sh finds
-# vstorfs only in the shell's default PATH: put a symlink to the build in
-# /usr/local/sbin for the test (as `meson install` would put the binary in
-# sbin), unless a vstorfs is installed there already.
-LINK=/usr/local/sbin/vstorfs
-LINKED=
-if [ -L "$LINK" ] && [[ $(readlink "$LINK") == */fs/vstorfs ]]; then
-    # Left by an earlier run of this test that was killed: a build's binary.
-    rm -f "$LINK"
+# Private mount namespace: the build's vstorfs can stand in for an installed
+# one (tools/setup.sh installs it) without touching the host.
+if [ -z "${VSTORFS_TEST_NS:-}" ]; then
+    export VSTORFS_TEST_NS=1
+    exec unshare --mount --propagation private bash "$0" "$@"
 fi
-if [ -e "$LINK" ] || [ -L "$LINK" ]; then
-    _skip_all "$LINK exists and is not this build: cannot test mount(8) safely"
-else
-    mkdir -p /usr/local/sbin
-    ln -s "$VSTORFS" "$LINK" || bail "cannot link $LINK"
-    LINKED=1
-fi
+. "$(dirname "$0")/lib.sh"
+requires mount umount mount.fuse3 pgrep unshare
+
+# mount(8) runs mount.fuse3 without PATH in its environment, so its /bin/sh
+# finds vstorfs only in the shell's default PATH: in this namespace only,
+# /usr/local/sbin (where `meson install` puts vstorfs) is a directory holding
+# a symlink to the build.
+SBIN=/usr/local/sbin
+mkdir -p "$T/sbin" "$SBIN"
+ln -s "$VSTORFS" "$T/sbin/vstorfs" || bail "cannot link $T/sbin/vstorfs"
+mount --bind "$T/sbin" "$SBIN" || bail "cannot bind $T/sbin on $SBIN"
 
 # The daemonized vstorfs serving $MNT (its PID, for waiting and cleanup).
 daemon_pid() {
@@ -31,13 +29,13 @@ daemon_pid() {
 
 cleanup_extra() {
     local p
-    [ -z "$LINKED" ] || rm -f "$LINK"
     p=$(daemon_pid)
     if [ -n "$p" ]; then
         umount "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT"
         sleep 0.5
         kill -9 "$p" 2>/dev/null
     fi
+    umount "$SBIN" 2>/dev/null
 }
 
 check "mount -t fuse.vstorfs DATA_DIR MNT" \
