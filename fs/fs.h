@@ -338,6 +338,11 @@ int vs_node_check_available(const struct vs_node *node);
  * it is tried (and logged) again. */
 int vs_node_bdev(struct vs_tree *tree, struct vs_node *vol_node,
                  struct vs_bdev **out);
+/* The volume's open chain, or else a read-only one opened for the caller,
+ * who closes *TEMP (set then) when done: a look at a volume nobody has
+ * open (stat, xattr, map) leaves no descriptor open. */
+int vs_node_borrow(struct vs_tree *tree, struct vs_node *vol_node,
+                   struct vs_bdev **out, struct vs_bdev **temp);
 /* A volume's virtual size and allocation (either may be NULL), from its
  * open chain, or else from a read-only chain opened for the question and
  * closed before returning: a stat or an xattr leaves no descriptor open. */

@@ -105,10 +105,14 @@ vs_map_build(struct vs_tree *tree, struct vs_node *vol, char **text,
              size_t *len)
 {
     struct json_object *list = json_object_new_array();
-    struct vs_bdev *bs;
-    int r = list ? vs_node_bdev(tree, vol, &bs) : -ENOMEM;
+    struct vs_bdev *bs, *temp = NULL;
+    int r = list ? vs_node_borrow(tree, vol, &bs, &temp) : -ENOMEM;
 
-    if (r == 0) {
+    if (r == 0 && temp) {
+        int64_t size = vs_bdev_size(temp);
+        r = size < 0 ? (int)size : walk(temp, (uint64_t)size, list);
+        vs_bdev_close(temp);
+    } else if (r == 0) {
         pthread_rwlock_rdlock(&vol->vol->io_lock);
         r = walk(vol->vol->bdev, atomic_load(&vol->vol->size), list);
         pthread_rwlock_unlock(&vol->vol->io_lock);

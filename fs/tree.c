@@ -491,26 +491,38 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
 }
 
 int
+vs_node_borrow(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out,
+               struct vs_bdev **temp)
+{
+    int r;
+
+    *temp = NULL;
+    if ((*out = node->vol->bdev))
+        return 0;
+    if ((r = vs_node_check_available(node)) < 0 ||
+        (r = recent_bdev_error(node->vol)) < 0)
+        return r;
+    if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
+        return r;
+    r = open_layer(tree, node, &node->cat, VS_OPEN_RDONLY, 0, temp);
+    *out = *temp;
+    return r < 0 ? note_bdev_error(node->vol, r) : 0;
+}
+
+int
 vs_node_sizes(struct vs_tree *tree, struct vs_node *node, int64_t *size,
               int64_t *allocated)
 {
-    struct vs_bdev *bs = node->vol->bdev, *temp = NULL;
-    int r;
+    struct vs_bdev *bs, *temp;
+    int r = vs_node_borrow(tree, node, &bs, &temp);
 
-    if ((r = vs_node_check_available(node)) < 0)
+    if (r < 0)
         return r;
-    if (!bs && (r = recent_bdev_error(node->vol)) < 0)
-        return r;
-    if (!bs && node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
-        return r;
-    if (!bs &&
-        (r = open_layer(tree, node, &node->cat, VS_OPEN_RDONLY, 0, &temp)) < 0)
-        return note_bdev_error(node->vol, r);
     if (size)
         *size =
             temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
     if (allocated)
-        *allocated = vs_bdev_allocated(temp ? temp : bs);
+        *allocated = vs_bdev_allocated(bs);
     vs_bdev_close(temp);
     return 0;
 }

@@ -65,6 +65,10 @@ if [ -n "$mount_point" ]; then
     fi
     data_dir=${data_dir:-/var/lib/vstorfs}
     mkdir -p "$mount_point" "$data_dir"
+    if findmnt -n -t fuse.vstorfs --mountpoint "$mount_point" >/dev/null; then
+        echo "setup: $mount_point is already a vstorfs mount; left as it is"
+        exit 0
+    fi
     mount -t fuse.vstorfs "$data_dir" "$mount_point"
     echo "setup: vstorfs mounted on $mount_point (data in $data_dir);" \
          "try: mkdir $mount_point/dom1 $mount_point/dom1/img1 $mount_point/dom1/img1/vol1"

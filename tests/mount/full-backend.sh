@@ -87,6 +87,12 @@ stop_vstorfs
 start_vstorfs
 assert_eq "$listing" "$(tree_listing)" "a restart on the full file system agrees"
 assert_eq "$sum1" "$(md5sum <"$I/v1/data")" "... v1's data too"
+# The store's capability probe (a scratch file) had room: discard and
+# SEEK_DATA still reach the backend.
+assert_match 'unmap' "$(xget "$MNT/dom" user.vstor.caps)" \
+    "... the domain still offers unmap"
+assert_match 'alloc_status' "$(xget "$MNT/dom" user.vstor.caps)" \
+    "... and alloc_status"
 check "rmdir v4 after the restart" rmdir "$I/v4"
 check "mv v3b v3 after the restart" mv "$I/v3b" "$I/v3"
 check "vstor rescan after the restart" "$VSTOR" rescan "$MNT"

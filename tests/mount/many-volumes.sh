@@ -50,8 +50,8 @@ diag "mkdir of $N volumes: $(($(date +%s) - start)) s"
 before=$(fds)
 diag "the daemon's open descriptors after the mkdirs: $before"
 
-# Every volume stat'ed and its xattrs read: the kernel's GETATTR and
-# GETXATTR for each data file, then vstor's listing.
+# Every volume stat'ed, an xattr and its map read: the kernel's GETATTR,
+# GETXATTR and OPEN of the map for each volume, then vstor's listing.
 "$PY" - "$I" "$N" >"$T/stat.out" <<'EOF'
 import os, sys
 ok = 0
@@ -59,12 +59,15 @@ for i in range(int(sys.argv[2])):
     v = '%s/v%05d' % (sys.argv[1], i)
     os.stat(v + '/data')
     os.getxattr(v, 'user.vstor.allocated')
+    with open(v + '/map') as f:
+        if f.read() != '[]\n':
+            continue
     ok += 1
 print(ok)
 EOF
-assert_eq "$N" "$(cat "$T/stat.out")" "stat and getxattr of all $N volumes"
+assert_eq "$N" "$(cat "$T/stat.out")" "stat, getxattr and map of all $N volumes"
 after_stat=$(fds)
-diag "the daemon's open descriptors after stat of every volume: $after_stat"
+diag "the daemon's open descriptors after stat, xattr and map of every volume: $after_stat"
 
 "$VSTOR" ls "$MNT" --json >"$T/ls.json" 2>"$T/ls.err"
 assert_eq 0 $? "vstor ls --json under RLIMIT_NOFILE $LIMIT exits 0"
