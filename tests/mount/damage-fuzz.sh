@@ -339,7 +339,19 @@ check_reads() {
 # and stops the daemon twice, so these poll /proc every 0.01 s instead.
 
 mounted() {
-    grep -qE " $MNT .* - fuse\.vstorfs " /proc/self/mountinfo
+    local line lines
+    mapfile -t lines </proc/self/mountinfo
+    for line in "${lines[@]}"; do
+        [[ $line == *" $MNT "*" - fuse.vstorfs "* ]] && return 0
+    done
+    return 1
+}
+
+# nap: sleep 10 ms without a process (a read that times out on a pipe
+# nobody writes).
+exec {NAP_FD}<> <(:)
+nap() {
+    read -r -t 0.01 -u "$NAP_FD" || :
 }
 
 # gone PID: wait up to 10 s for the child PID to exit (status in
@@ -352,7 +364,7 @@ gone() {
             WAIT_STATUS=$?
             return 0
         fi
-        sleep 0.01
+        nap
     done
     return 1
 }
@@ -373,7 +385,7 @@ quick_start() {
             VSTORFS_PID=
             return 1
         fi
-        sleep 0.01
+        nap
     done
     return 2
 }
@@ -497,18 +509,18 @@ start_vstorfs
 D=$MNT/dom
 mkdir -p "$D/img1/base" "$D/img2/clone" "$D/img3/qbase" "$D/img4/old" \
     "$D/img5/empty" "$MNT/other/oimg/ovol" || bail "cannot create the tree"
-put "$D/img1/base" 0 1024 || bail "cannot write base"
+put "$D/img1/base" 0 512 || bail "cannot write base"
 ln -s ../../img1/base "$D/img2/clone/backing" || bail "cannot clone base"
-put "$D/img2/clone" 100 300 || bail "cannot write the clone"
+put "$D/img2/clone" 100 100 || bail "cannot write the clone"
 setfattr -n user.vstor.snapshot -v snap1 "$D/img2/clone" || bail "cannot snapshot"
-put "$D/img2/clone" 600 100 || bail "cannot write the clone after snap1"
+put "$D/img2/clone" 300 60 || bail "cannot write the clone after snap1"
 setfattr -n user.vstor.format -v qcow2 "$D/img3/qbase" || bail "cannot make qbase qcow2"
-put "$D/img3/qbase" 0 512 || bail "cannot write qbase"
-put "$D/img4/old" 0 512 || bail "cannot write old"
+put "$D/img3/qbase" 0 256 || bail "cannot write qbase"
+put "$D/img4/old" 0 256 || bail "cannot write old"
 mv "$D/img4/old" "$D/img4/renamed" || bail "cannot rename old"
-put "$MNT/other/oimg/ovol" 0 512 || bail "cannot write ovol"
+put "$MNT/other/oimg/ovol" 0 256 || bail "cannot write ovol"
 setfattr -n user.vstor.snapshot -v snap2 "$D/img2/clone" || bail "cannot snapshot again"
-put "$D/img2/clone" 900 100 || bail "cannot write the clone after snap2"
+put "$D/img2/clone" 450 40 || bail "cannot write the clone after snap2"
 put "$D/img2/clone" 50 20 || bail "cannot write the clone after snap2"
 
 DUUID=$(xget "$D" user.vstor.uuid)
