@@ -614,7 +614,6 @@ delete_stale(struct scan *s)
     struct stale st = {.s = s};
     int r;
 
-    qsort(s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
     r = vs_catalog_foreach(s->tree->cat, collect_stale, &st);
     while (r == 0 && st.n > 0)
         r = vs_catalog_delete(s->tree->cat, st.ids[--st.n]);
@@ -634,6 +633,7 @@ mirror_all(struct scan *s)
         r = mirror_domain(s, &s->doms[i]);
     for (size_t i = 0; i < s->ndoms && r == 0; i++)
         r = link_backings(s, &s->doms[i]);
+    qsort(s->seen, s->nseen, sizeof(*s->seen), cmp_uuid); /* for was_seen */
     for (size_t i = 0; i < s->ndoms && r == 0; i++)
         report_orphans(s, &s->doms[i]);
     if (r == 0)

@@ -613,18 +613,15 @@ try_catalog(struct vs_tree *tree, const char *path)
     return r;
 }
 
-/* Open the catalog at PATH.  One that SQLite finds damaged (not a database,
- * or failing its integrity check) is moved aside, never deleted, and a new
- * one made: the start-up rescan rebuilds it from the domains, which hold
- * everything but the host-local owners and modes. */
+/* Move the damaged catalog at PATH aside and open a new one there. */
 static int
-open_catalog(struct vs_tree *tree, const char *path)
+replace_catalog(struct vs_tree *tree, const char *path)
 {
     char aside[4096];
-    int r = try_catalog(tree, path);
+    int r;
 
-    if (r != -EUCLEAN)
-        return r;
+    vs_catalog_close(tree->cat);
+    tree->cat = NULL;
     r = vs_catalog_set_aside(path, aside, sizeof(aside));
     if (r < 0)
         return vs_log_errno(LOG_ERR, -r,
@@ -638,6 +635,18 @@ open_catalog(struct vs_tree *tree, const char *path)
            "only on this host, are reset)",
            path, aside);
     return try_catalog(tree, path);
+}
+
+/* Open the catalog at PATH.  One that SQLite finds damaged (not a database,
+ * or failing its integrity check) is moved aside, never deleted, and a new
+ * one made: the start-up rescan rebuilds it from the domains, which hold
+ * everything but the host-local owners and modes. */
+static int
+open_catalog(struct vs_tree *tree, const char *path)
+{
+    int r = try_catalog(tree, path);
+
+    return r == -EUCLEAN ? replace_catalog(tree, path) : r;
 }
 
 int
@@ -671,6 +680,10 @@ vs_tree_open(const char *data_dir, const char *domain_root,
     if (r == 0)
         r = open_catalog(tree, catalog_path);
     if (r == 0)
+        r = vs_tree_rescan(tree);
+    /* damage the integrity check did not see, found by the rescan's reads
+     * (the rescan changed nothing: it failed before its repairs) */
+    if (r == -EUCLEAN && (r = replace_catalog(tree, catalog_path)) == 0)
         r = vs_tree_rescan(tree);
     if (r < 0) {
         vs_tree_close(tree);
