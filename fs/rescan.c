@@ -90,6 +90,7 @@ struct scan {
     size_t nmarks, mark_cap;
     struct local *locals; /* set while rebuilding */
     size_t nlocals, local_cap;
+    bool rebuilding;
     struct dscan *cur; /* the domain being loaded */
 };
 
@@ -450,6 +451,8 @@ upsert(struct scan *s, const struct dscan *d, const struct vs_record *rec,
         snprintf(row.location, sizeof(row.location), "%s", d->location);
     r = r == -ENOENT ? vs_catalog_insert(s->tree->cat, &row)
                      : vs_catalog_update(s->tree->cat, &row);
+    if (r == -EEXIST && !s->rebuilding)
+        return r; /* maybe a stale row holds the name: rebuild */
     if (r == -EEXIST)
         vs_log(LOG_ERR,
                "domain '%s': %s '%s' (%s) clashes with another of "
@@ -678,6 +681,7 @@ sync_catalog(struct scan *s)
            "catalog: it disagrees with the domains (%s); rebuilding it from "
            "them",
            strerror(-r));
+    s->rebuilding = true;
     r = vs_catalog_begin(cat);
     if (r == 0)
         r = vs_catalog_foreach(cat, save_local, s);
