@@ -384,7 +384,8 @@ cmp_uuid(const void *a, const void *b)
 static bool
 was_seen(const struct scan *s, const char *uuid)
 {
-    return bsearch(uuid, s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
+    return s->nseen > 0 &&
+           bsearch(uuid, s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
 }
 
 static int add_mark(struct scan *s, const char *uuid, const char *fmt, ...)
@@ -636,7 +637,8 @@ mirror_all(struct scan *s)
         r = mirror_domain(s, &s->doms[i]);
     for (size_t i = 0; i < s->ndoms && r == 0; i++)
         r = link_backings(s, &s->doms[i]);
-    qsort(s->seen, s->nseen, sizeof(*s->seen), cmp_uuid); /* for was_seen */
+    if (s->nseen > 0) /* for was_seen */
+        qsort(s->seen, s->nseen, sizeof(*s->seen), cmp_uuid);
     for (size_t i = 0; i < s->ndoms && r == 0; i++)
         report_orphans(s, &s->doms[i]);
     if (r == 0)
