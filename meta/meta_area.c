@@ -3,14 +3,14 @@
  * the store's "metadata" object, each slot two VS_RECORD_SIZE copies, A then
  * B, reached only through the generic block layer.
  *
- * Both copies are written, A then B, each followed by a flush, so at rest
- * they agree: damage to one copy leaves the other holding the newest record,
- * and a write torn by a crash leaves either the previous record (A torn, B
- * old) or the new one (A new, B torn or old).  A record is durable once A
- * is.  Records written by the older protocol (minor version 0) alternated
- * between the copies: when one of those sits beside a damaged copy, the
- * damaged copy may have been the newer one, so the slot is "doubtful" and
- * the caller must not act on it.
+ * Both copies are written, A (flushed: the record is then durable) then B
+ * (made durable by the area's next flush), so at rest they agree: damage to one
+ * copy leaves the other holding the newest record, and a write torn by a crash
+ * leaves either the previous record (A torn, B old) or the new one (A new, B
+ * torn or old).  A record is durable once A is.  Records written by the older
+ * protocol (minor version 0) alternated between the copies: when one of those
+ * sits beside a damaged copy, the damaged copy may have been the newer one, so
+ * the slot is "doubtful" and the caller must not act on it.
  *
  * Opening reads the whole object once and keeps, per slot, what it found:
  * the newest valid generation, whether the copies disagree ("split": healed
@@ -57,6 +57,7 @@ struct slot_state {
     bool split;          /* the copies differ: heal rewrites both */
     bool doubtful;       /* an old-protocol copy beside a damaged one */
     bool unborn;         /* damaged A, empty B: a first write torn */
+    uint64_t b_epoch;    /* flush_epoch when B was last written */
 };
 
 struct vs_meta_area {
@@ -66,6 +67,7 @@ struct vs_meta_area {
     uint32_t nslots;          /* slots the object holds */
     uint32_t free_hint;       /* no free slot in [1, free_hint) */
     uint32_t recorded_slots;  /* "slots" of the domain record; 0: unknown */
+    uint64_t flush_epoch;     /* bumped by every flush of the object */
     unsigned char *buf;       /* SLOT_BYTES, aligned; under lock */
 };
 
@@ -273,9 +275,9 @@ pick_slot(struct vs_meta_area *area, const struct vs_record *rec,
     return rec->slot < VS_META_MAX_SLOTS ? 0 : -EINVAL;
 }
 
-/* Write one encoded copy of SLOT durably. */
+/* Write one encoded copy of SLOT; with FLUSH, durably. */
 static int
-write_copy(struct vs_meta_area *area, uint32_t slot, int copy)
+write_copy(struct vs_meta_area *area, uint32_t slot, int copy, bool flush)
 {
     uint64_t off = slot_offset(slot) + (uint64_t)copy * VS_RECORD_SIZE;
     ssize_t n;
@@ -285,12 +287,17 @@ write_copy(struct vs_meta_area *area, uint32_t slot, int copy)
         return (int)n;
     if (n != VS_RECORD_SIZE)
         return -EIO;
+    if (!flush)
+        return 0;
+    area->flush_epoch++;
     return vs_bdev_flush(area->bs);
 }
 
 /* Write REC into SLOT at the next generation, copy A then copy B; update
- * REC and the state.  Done once A is durable: a failure on B only leaves
- * the slot split, for the next heal. */
+ * REC and the state.  Done once A is durable: B is not flushed (the next
+ * flush of the area, by any record's write, makes it durable; until then A
+ * holds the record and a crash leaves B old or torn, which A outranks), and
+ * a failure on B only leaves the slot split, for the next heal. */
 static int
 write_record(struct vs_meta_area *area, uint32_t slot, struct vs_record *rec)
 {
@@ -307,12 +314,21 @@ write_record(struct vs_meta_area *area, uint32_t slot, struct vs_record *rec)
         (s->generation > rec->generation ? s->generation : rec->generation) + 1;
     if (out.kind == VS_REC_DOMAIN)
         out.area_slots = area->nslots;
+    /* B of the slot's last write not flushed yet: flush it before A is
+     * overwritten, or a torn A would leave only an older B */
+    if (s->b_epoch == area->flush_epoch && s->copy != COPY_NONE) {
+        area->flush_epoch++;
+        r = vs_bdev_flush(area->bs);
+        if (r < 0)
+            return r;
+    }
     r = vs_record_encode(&out, area->buf);
     if (r == 0)
-        r = write_copy(area, slot, 0);
+        r = write_copy(area, slot, 0, true);
     if (r < 0)
         return r;
-    s->split = write_copy(area, slot, 1) < 0;
+    s->split = write_copy(area, slot, 1, false) < 0;
+    s->b_epoch = area->flush_epoch;
     s->doubtful = false;
     s->unborn = false;
     s->generation = out.generation;
@@ -550,6 +566,7 @@ vs_meta_area_open(struct vs_store *st, bool create, struct vs_meta_area **out)
     if (area == NULL)
         return -ENOMEM;
     pthread_mutex_init(&area->lock, NULL);
+    area->flush_epoch = 1; /* slots loaded from storage: B is durable */
     r = posix_memalign((void **)&area->buf, VS_RECORD_SIZE, SLOT_BYTES);
     if (r != 0) {
         area->buf = NULL;
