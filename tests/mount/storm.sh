@@ -1,0 +1,220 @@
+#!/bin/bash
+# The concurrency storm: STORM_WORKERS workers (default 12) for
+# STORM_SECONDS (default 150) on 3 images of one domain, each doing every
+# namespace and data request at random (storm_worker.py: mkdir, rmdir,
+# mv, thin clones, snapshots, fsynced writes of known blocks, fallocate,
+# truncate up).  Requests may fail with clean errnos; the daemon must not
+# crash.  Then kill -9 and restart, and check: the daemon starts, every
+# merge ends, the catalog equals one rebuilt from the domain, `qemu-img
+# check` is clean on every qcow2 layer, and every block acknowledged by
+# fsync reads back from the volume (by uuid) that held it, unless that
+# volume was removed.  STORM_SEED (default: the time) seeds the workers'
+# RNGs; the seed and each worker's log are shown on failure.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/layers.sh"
+requires setfattr getfattr sqlite3 qemu-img
+
+WORKERS=${STORM_WORKERS:-12}
+SECONDS_=${STORM_SECONDS:-150}
+SEED=${STORM_SEED:-$(date +%s)}
+WORKER_PY=$(dirname "$0")/storm_worker.py
+diag "storm: $WORKERS workers, $SECONDS_ s, seed $SEED"
+
+start_vstorfs
+D=$MNT/dom
+mkdir "$D" || bail "mkdir $D"
+domain_backend
+for i in 0 1 2; do
+    mkdir "$D/img$i" "$D/img$i/base" || bail "mkdir img$i"
+    head -c 1M /dev/urandom >"$D/img$i/base/data" || bail "write img$i/base"
+done
+
+# ---- regressions the storm found, checked deterministically first ----
+# A merge into a child of size 0 (an empty clone of an empty volume): its
+# qcow2 image has no L1 table (offset 0), which the rename of its backing
+# took for a layout it did not write (ENOTSUP), and the merge failed.
+mkdir "$D/img0/empty" "$D/img0/eclone" || bail "mkdir empty"
+ln -s ../empty "$D/img0/eclone/backing" || bail "ln -s empty"
+check "rmdir of an empty volume under an empty clone" rmdir "$D/img0/empty"
+for ((i = 0; i < 100; i++)); do
+    [ "$(vsys getxattr "$D/img0/eclone" user.vstor.job)" == ENODATA ] && break
+    sleep 0.1
+done
+assert_eq ENODATA "$(vsys getxattr "$D/img0/eclone" user.vstor.job)" \
+    "its merge into the empty clone ends (no job left)"
+check_fails "the clone has no backing any more" test -L "$D/img0/eclone/backing"
+check_layers "after merging an empty volume into its empty clone"
+check "rmdir of the empty clone" rmdir "$D/img0/eclone"
+
+# ---- the storm ----
+t0=$(date +%s)
+pids=()
+for ((w = 0; w < WORKERS; w++)); do
+    "$PY" "$WORKER_PY" "$w" $((SEED + w)) "$SECONDS_" "$D" "$T/worker$w.log" &
+    pids+=($!)
+    BG_PIDS+=($!)
+done
+for p in "${pids[@]}"; do
+    wait "$p"
+done
+t1=$(date +%s)
+ops=$(cat "$T"/worker*.log | grep -c -- ' -> ')
+okops=$(cat "$T"/worker*.log | grep -c -- ' -> OK$')
+acks=$(cat "$T"/worker*.log | grep -c '^ACK ')
+diag "storm: $ops requests ($okops succeeded, $acks writes acknowledged) in $((t1 - t0)) s"
+diag "errnos: $(cat "$T"/worker*.log | sed -n 's/.* -> \(E[A-Z]*\)$/\1/p' |
+    sort | uniq -c | tr '\n' ' ')"
+
+show_worker_logs() {
+    local f
+    echo "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
+    for f in "$T"/worker*.log; do
+        echo "----- last requests of $(basename "$f") -----"
+        grep -- ' -> ' "$f" | tail -n 15
+    done
+}
+
+if kill -0 "$VSTORFS_PID" 2>/dev/null && is_mounted; then
+    ok "the daemon is alive and mounted after the storm"
+else
+    not_ok "the daemon is alive and mounted after the storm" "$(show_worker_logs)"
+    bail "the daemon died in the storm"
+fi
+bad=$(grep -h -- ' -> \(EIO\|ENOTCONN\|ENXIO\|EFAULT\)$' "$T"/worker*.log | head -n 5)
+if [ -z "$bad" ]; then
+    ok "no request failed with an I/O error"
+else
+    not_ok "no request failed with an I/O error" "$bad"
+fi
+if log_has 'AddressSanitizer|runtime error|LeakSanitizer'; then
+    not_ok "no sanitizer report in the daemon's log" "$(grep -a -A 20 -E \
+        'AddressSanitizer|runtime error' "$LOG" | head -n 40)"
+else
+    ok "no sanitizer report in the daemon's log"
+fi
+if log_has 'merge of .* failed'; then
+    not_ok "no merge failed in the storm" "$(grep -a 'merge of .* failed' "$LOG" | head)"
+else
+    ok "no merge failed in the storm"
+fi
+
+# ---- kill -9 and restart ----
+check "kill -9 the daemon" kill9_vstorfs
+start_vstorfs
+
+# wait_merges SECONDS: until no merge runs (user.vstor.jobs lists none running).
+wait_merges() {
+    local i jobs
+    for ((i = 0; i < $1 * 10; i++)); do
+        jobs=$(xget "$MNT" user.vstor.jobs)
+        grep -q running <<<"$jobs" || return 0
+        sleep 0.1
+    done
+    echo "$jobs"
+    return 1
+}
+check "every merge ends after the restart" wait_merges 120
+jobs=$(xget "$MNT" user.vstor.jobs)
+assert_eq "" "$(grep -v running <<<"$jobs")" "no merge failed after the restart"
+
+# ---- the data: every acknowledged block reads back ----
+declare -A vol_of
+while read -r v; do
+    vol_of[$(xget "$v" user.vstor.uuid)]=$v
+done < <(find "$D" -mindepth 2 -maxdepth 2 -type d)
+
+# the expected contents of each (uuid, offset): the last acknowledged one,
+# plus any written or zeroed later without an acknowledgement
+IFS= read -r -d '' VERIFY_PY <<'EOF'
+import hashlib, os, sys
+vols = dict(l.split(' ', 1) for l in sys.stdin.read().splitlines() if l)
+gone, want, checked, bad, skipped = set(), {}, 0, [], 0
+zero = hashlib.sha256(bytes(4096)).hexdigest()
+for path in sys.argv[1:]:
+    for line in open(path):
+        w = line.split()
+        if w[0] == 'GONE':
+            gone.add(w[1])
+        elif w[0] in ('ACK', 'ZERO'):
+            want[(w[1], int(w[2]))] = {zero if w[0] == 'ZERO' else w[3]}
+        elif w[0] == 'MAYBE':
+            key = (w[1], int(w[2]))
+            want.setdefault(key, {zero}).add(zero if w[3] == 'zero' else w[3])
+acked = set()
+for path in sys.argv[1:]:
+    for line in open(path):
+        w = line.split()
+        if w[0] in ('ACK', 'ZERO'):
+            acked.add((w[1], int(w[2])))
+for (uuid, off), digests in sorted(want.items()):
+    if (uuid, off) not in acked:
+        continue
+    if uuid not in vols:
+        if uuid not in gone:
+            bad.append('volume %s (acknowledged block at %d) is missing '
+                       'but was never removed' % (uuid, off))
+        else:
+            skipped += 1
+        continue
+    fd = os.open(vols[uuid] + '/data', os.O_RDONLY | os.O_DIRECT)
+    import mmap
+    buf = mmap.mmap(-1, 4096)
+    n = os.preadv(fd, [buf], off)
+    os.close(fd)
+    got = hashlib.sha256(bytes(buf[:n]) + bytes(4096 - n)).hexdigest()
+    checked += 1
+    if got not in digests:
+        bad.append('%s (%s) at %d: read %s, expected one of %s' %
+                   (vols[uuid], uuid, off, got[:12],
+                    ' '.join(d[:12] for d in digests)))
+print('checked %d blocks (%d of removed volumes skipped)' % (checked, skipped))
+for b in bad[:20]:
+    print('BAD ' + b)
+sys.exit(1 if bad else 0)
+EOF
+out=$(for u in "${!vol_of[@]}"; do echo "$u ${vol_of[$u]}"; done |
+    "$PY" -c "$VERIFY_PY" "$T"/worker*.log 2>&1)
+if [ $? -eq 0 ]; then
+    ok "every block acknowledged by fsync reads back ($(head -n 1 <<<"$out"))"
+else
+    not_ok "every block acknowledged by fsync reads back" "$out" "$(show_worker_logs)"
+fi
+
+# ---- the backend ----
+check_layers "after the storm and a restart"
+check_orphans "after the storm and a restart"
+
+# ---- the catalog equals a rebuild ----
+catalog_rows() {
+    catalog_copy
+    sqlite3 "$T/cat/catalog.db" "SELECT n.kind, n.uuid, n.name,
+        coalesce(p.uuid, '-'), coalesce(b.uuid, '-'), n.format, n.object
+        FROM nodes n LEFT JOIN nodes p ON p.id = n.parent_id
+        LEFT JOIN nodes b ON b.id = n.backing_id ORDER BY n.uuid"
+}
+tree_of() {
+    local v
+    (cd "$MNT" && find . -mindepth 1 -maxdepth 3 -type d | LC_ALL=C sort) |
+        while read -r v; do
+            printf '%s %s %s\n' "$v" "$(xget "$MNT/$v" user.vstor.uuid)" \
+                "$(readlink "$MNT/$v/backing" 2>/dev/null)"
+        done
+}
+rows_before=$(catalog_rows)
+tree_before=$(tree_of)
+stop_vstorfs
+rm -f "$DATA"/catalog.db*
+start_vstorfs
+check "no merge runs after the rebuild" wait_merges 60
+rows_after=$(catalog_rows)
+tree_after=$(tree_of)
+if [ "$rows_before" == "$rows_after" ]; then
+    ok "the catalog equals a rebuild ($(wc -l <<<"$rows_after") rows)"
+else
+    not_ok "the catalog equals a rebuild" \
+        "$(diff <(echo "$rows_before") <(echo "$rows_after") | head -n 20)"
+fi
+assert_eq "$tree_before" "$tree_after" \
+    "the tree (names, uuids, backings) is the same after a rebuild"
+stop_vstorfs
+diag "storm: $ops requests in $((t1 - t0)) s, whole test $(($(date +%s) - t0)) s"
