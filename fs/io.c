@@ -77,10 +77,16 @@ refuse_open(struct vs_node *node, int err, const char *why)
     return -err;
 }
 
-/* Resolve INO to its volume, its chain opened, under the namespace lock.
- * A volume that other layers use as backing only opens read-only. */
+/* Resolve INO to its volume, its chain opened, and register the opener
+ * (emptying it first with TRUNCATE), all under the namespace lock: a chain
+ * change (backing link, format) holds that lock for writing and refuses a
+ * volume somebody has open, then closes its chain; an opener counted only
+ * after the lock was let go would come in between and write through a
+ * chain that is gone.  A volume that other layers use as backing only
+ * opens read-only. */
 static int
-open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
+open_volume(fuse_ino_t ino, bool writable, bool truncate,
+            struct vs_volume **vol)
 {
     struct vs_bdev *bs;
     struct vs_node *node;
@@ -104,6 +110,12 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
                         "its child");
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
+    if (r == 0 &&
+        (r = vs_volume_open(node->vol, truncate, writable)) == -EBUSY)
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)",
+               node->vol->label);
     if (r == 0) {
         *vol = node->vol;
         vs_volume_ref(*vol);
@@ -176,17 +188,9 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int r = !h ? -ENOMEM
             : writable && vs_fs.cfg->read_only
                 ? -EROFS
-                : open_volume(ino, writable, &h->vol);
+                : open_volume(ino, writable, fi->flags & O_TRUNC, &h->vol);
 
-    if (r == 0 &&
-        (r = vs_volume_open(h->vol, fi->flags & O_TRUNC, writable)) == -EBUSY)
-        vs_log(LOG_NOTICE,
-               "refused open O_TRUNC '%s/data': somebody else "
-               "has it open (EBUSY)",
-               h->vol->label);
     if (r < 0) {
-        if (h)
-            vs_volume_unref(h->vol);
         free(h);
         fuse_reply_err(req, -r);
         return;

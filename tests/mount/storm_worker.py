@@ -3,6 +3,12 @@
 # seeded with SEED, so a failing run can be replayed.
 #
 #   storm_worker.py WORKER SEED SECONDS DOMAIN_DIR LOG
+#   storm_worker.py race SECONDS IMAGE_DIR
+#
+# The second form races the two requests behind the storm's first crash,
+# as often as it can for SECONDS: a new volume's data opened and written
+# by one thread while another makes the volume a thin clone of a `base`
+# volume in the same image.  It prints how often each side succeeded.
 #
 # Every request goes to LOG as one line ("op args -> result"), and so do
 # the facts the checks after the storm need, keyed by volume uuid (names
@@ -26,10 +32,12 @@ BLOCK = 4096
 BLOCKS_PER_WORKER = 64
 WORKERS = 16  # stride of the block layout (>= the number of workers)
 
-worker, seed, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-domain, log_path = sys.argv[4], sys.argv[5]
-rng = random.Random(seed)
-log = open(log_path, 'a', buffering=1)
+
+if sys.argv[1] != 'race':
+    worker, seed = int(sys.argv[1]), int(sys.argv[2])
+    seconds, domain = float(sys.argv[3]), sys.argv[4]
+    rng = random.Random(seed)
+    log = open(sys.argv[5], 'a', buffering=1)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64,
                            ctypes.c_int64]
@@ -191,6 +199,54 @@ def op_truncate_up():
     grow = rng.randrange(1, 16) * 65536
     os.truncate(path, size + grow)
     return '%s/%s to %d' % (img, vol, size + grow)
+
+
+def race(seconds, image):
+    import threading
+    stats = {}
+    deadline = time.monotonic() + seconds
+    i = 0
+
+    def note(key):
+        stats[key] = stats.get(key, 0) + 1
+
+    while time.monotonic() < deadline:
+        i += 1
+        vol = os.path.join(image, 'race%d' % i)
+        os.mkdir(vol)
+        go = threading.Barrier(2)
+
+        def writer():
+            go.wait()
+            try:
+                fd = os.open(vol + '/data', os.O_RDWR)
+                try:
+                    os.pwrite(fd, b'x' * BLOCK, 0)
+                finally:
+                    os.close(fd)
+                note('write-OK')
+            except OSError as e:
+                note('write-' + errname(e))
+
+        t = threading.Thread(target=writer)
+        t.start()
+        go.wait()
+        try:
+            os.symlink('../base', vol + '/backing')
+            note('clone-OK')
+        except OSError as e:
+            note('clone-' + errname(e))
+        t.join()
+    print(' '.join('%s=%d' % kv for kv in sorted(stats.items())))
+
+
+if sys.argv[1] == 'race':
+    try:
+        race(float(sys.argv[2]), sys.argv[3])
+    except OSError as e:
+        print('race stopped: %s' % e)
+        sys.exit(1)
+    sys.exit(0)
 
 
 OPS = [(op_mkdir, 3), (op_rmdir, 3), (op_mv, 2), (op_clone, 3),
