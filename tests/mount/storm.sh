@@ -47,6 +47,26 @@ check_fails "the clone has no backing any more" test -L "$D/img0/eclone/backing"
 check_layers "after merging an empty volume into its empty clone"
 check "rmdir of the empty clone" rmdir "$D/img0/eclone"
 
+# A snapshot whose volume is removed is a volume of its own.  Its record
+# kept the PENDING mark of a snapshot in the making (the first rescan was
+# to clear it), so after a crash the rescan, finding no volume based on
+# it, took it for a snapshot interrupted before its volume moved onto it:
+# it dropped the record and removed the object with the data written since.
+mkdir "$D/img2/live" || bail "mkdir live"
+head -c 65536 /dev/urandom >"$D/img2/live/data" || bail "write live"
+setfattr -n user.vstor.snapshot -v snap "$D/img2/live" || bail "snapshot live"
+check "rmdir of a snapshotted volume" rmdir "$D/img2/live"
+head -c 65536 /dev/urandom >"$T/snapdata"
+dd if="$T/snapdata" of="$D/img2/snap/data" conv=notrunc,fsync status=none ||
+    bail "write snap"
+snap_uuid=$(xget "$D/img2/snap" user.vstor.uuid)
+kill9_vstorfs || bail "kill -9"
+start_vstorfs
+assert_eq "$snap_uuid" "$(xget "$D/img2/snap" user.vstor.uuid)" \
+    "the snapshot of a removed volume is there after kill -9 and a restart"
+check "it reads what was written into it" dcmp "$D/img2/snap/data" "$T/snapdata"
+check "rmdir of the snapshot" rmdir "$D/img2/snap"
+
 # The storm's first crash (a segfault in vs_bdev_truncate): a volume's
 # data opened while a thin clone was being made of it.  The open counted
 # itself only after it let the namespace lock go, so the clone, which
