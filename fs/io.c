@@ -110,8 +110,7 @@ open_volume(fuse_ino_t ino, bool writable, bool truncate,
                         "its child");
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
-    if (r == 0 &&
-        (r = vs_volume_open(node->vol, truncate, writable)) == -EBUSY)
+    if (r == 0 && (r = vs_volume_open(node->vol, truncate, writable)) == -EBUSY)
         vs_log(LOG_NOTICE,
                "refused open O_TRUNC '%s/data': somebody else "
                "has it open (EBUSY)",
