@@ -73,7 +73,8 @@ check "rmdir of the snapshot" rmdir "$D/img2/snap"
 # refuses an open volume, went ahead and closed the chain the open had
 # just taken, and the opener's first write grew the volume through a NULL
 # chain.  During the storm (its load widens the window), 4 pairs of
-# threads race the two, in a domain of their own (the workers stay in $D).
+# threads race the two for STORM_RACE_SECONDS (default 60), in a domain of
+# their own (the workers stay in $D).
 R=$MNT/racedom
 mkdir "$R" || bail "mkdir $R"
 for k in 0 1 2 3; do
@@ -90,7 +91,8 @@ for ((w = 0; w < WORKERS; w++)); do
 done
 rpids=()
 for k in 0 1 2 3; do
-    "$PY" "$WORKER_PY" race "$SECONDS_" "$R/img$k" >"$T/race$k.out" 2>&1 &
+    "$PY" "$WORKER_PY" race "${STORM_RACE_SECONDS:-60}" "$R/img$k" \
+        >"$T/race$k.out" 2>&1 &
     rpids+=($!)
     BG_PIDS+=($!)
 done
@@ -227,6 +229,7 @@ else
 fi
 
 # ---- the backend ----
+diag "checks after the restart: $(($(date +%s) - t1)) s so far"
 check_layers "after the storm and a restart"
 check_orphans "after the storm and a restart"
 
@@ -238,14 +241,25 @@ catalog_rows() {
         FROM nodes n LEFT JOIN nodes p ON p.id = n.parent_id
         LEFT JOIN nodes b ON b.id = n.backing_id ORDER BY n.uuid"
 }
+# every directory down to the volumes: path, uuid, backing link
 tree_of() {
-    local v
-    (cd "$MNT" && find . -mindepth 1 -maxdepth 3 -type d | LC_ALL=C sort) |
-        while read -r v; do
-            printf '%s %s %s\n' "$v" "$(xget "$MNT/$v" user.vstor.uuid)" \
-                "$(readlink "$MNT/$v/backing" 2>/dev/null)"
-        done
+    "$PY" -c 'import os, sys
+os.chdir(sys.argv[1])
+def walk(d, depth):
+    for n in sorted(os.listdir(d)):
+        p = os.path.join(d, n)
+        if not os.path.isdir(p) or os.path.islink(p):
+            continue
+        try:
+            link = os.readlink(p + "/backing")
+        except OSError:
+            link = ""
+        print(p, os.getxattr(p, "user.vstor.uuid").decode(), link)
+        if depth < 3:
+            walk(p, depth + 1)
+walk(".", 1)' "$MNT"
 }
+diag "backend checked: $(($(date +%s) - t1)) s after the storm"
 rows_before=$(catalog_rows)
 tree_before=$(tree_of)
 stop_vstorfs
