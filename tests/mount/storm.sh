@@ -83,6 +83,8 @@ done
 
 # ---- the storm ----
 t0=$(date +%s)
+STORM_T0=$("$PY" -c 'import time; print(time.monotonic())')
+export STORM_T0
 pids=()
 for ((w = 0; w < WORKERS; w++)); do
     "$PY" "$WORKER_PY" "$w" $((SEED + w)) "$SECONDS_" "$D" "$T/worker$w.log" &
@@ -113,7 +115,7 @@ show_worker_logs() {
     echo "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
     for f in "$T"/worker*.log; do
         echo "----- last requests of $(basename "$f") -----"
-        grep -- ' -> ' "$f" | tail -n 15
+        grep -- ' -> ' "$f" | tail -n 5
     done
 }
 
@@ -225,7 +227,17 @@ out=$(for u in "${!vol_of[@]}"; do echo "$u ${vol_of[$u]}"; done |
 if [ $? -eq 0 ]; then
     ok "every block acknowledged by fsync reads back ($(head -n 1 <<<"$out"))"
 else
-    not_ok "every block acknowledged by fsync reads back" "$out" "$(show_worker_logs)"
+    # the requests on each volume that lost a block, in time order
+    hist=$(sed -n 's/^BAD .*(\([0-9a-f-]*\)) at .*/\1/p' <<<"$out" | head -n 3 |
+        while read -r u; do
+            echo "requests naming $u or its names:"
+            names=$(grep -h "($u)" "$T"/worker*.log | sed -n 's/.* \([^ ]*\) (.*/\1/p' |
+                sort -u | sed 's|.*/||' | paste -sd'|')
+            grep -hE "($u|/($names)( |$|/))" "$T"/worker*.log | grep -- ' -> ' |
+                sort -n | head -n 40
+        done)
+    not_ok "every block acknowledged by fsync reads back" "$out" "$hist" \
+        "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
 fi
 
 # ---- the backend ----

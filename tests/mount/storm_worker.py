@@ -18,6 +18,8 @@
 #   ZERO uuid offset            a block zeroed or punched, acknowledged
 #   GONE uuid                   the volume was removed by rmdir (merged away
 #                               when others were based on it)
+# Request lines start with the seconds since the storm started (STORM_T0,
+# one CLOCK_MONOTONIC for all workers), to order them across the logs.
 # Each worker writes only its own blocks (offset = (k * WORKERS + worker)
 # blocks), so one worker's log says what each of its blocks must hold.
 import ctypes
@@ -254,6 +256,7 @@ OPS = [(op_mkdir, 3), (op_rmdir, 3), (op_mv, 2), (op_clone, 3),
        (op_truncate_up, 2)]
 CHOICES = [f for f, w in OPS for _ in range(w)]
 
+t0 = float(os.environ.get('STORM_T0', time.monotonic()))
 deadline = time.monotonic() + seconds
 n = 0
 while time.monotonic() < deadline:
@@ -261,9 +264,11 @@ while time.monotonic() < deadline:
     n += 1
     try:
         what = f()
-        log.write('%d %s %s -> OK\n' % (n, f.__name__, what))
+        log.write('%.3f %d %s %s -> OK\n' %
+                  (time.monotonic() - t0, n, f.__name__, what))
     except OSError as e:
-        log.write('%d %s -> %s\n' % (n, f.__name__, errname(e)))
+        log.write('%.3f %d %s -> %s\n' %
+                  (time.monotonic() - t0, n, f.__name__, errname(e)))
         if e.errno == errno.ENOTCONN:
             break  # the daemon is gone: the script reports it
 log.write('END %d ops\n' % n)
