@@ -316,9 +316,10 @@ restore_record(struct vs_tree *tree, struct vs_node *vol)
 }
 
 /* The records and rows of a snapshot: S takes VOL's current object and
- * backing; VOL moves onto the new object X, backed by S.  S's record stays
- * marked PENDING: a rescan completes it because VOL now names it (clearing
- * the mark here would cost one more synchronous write under the lock). */
+ * backing; VOL moves onto the new object X, backed by S.  S's record is
+ * marked PENDING until complete_snapshot clears it, once VOL's I/O goes on
+ * again: a crash in between leaves VOL naming S, and the rescan completes
+ * it. */
 static int
 publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
                  const char *new_object, struct vs_node **snap)
@@ -356,6 +357,31 @@ publish_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     }
     vs_tree_replace_row(tree, vol, &vrow);
     return 0;
+}
+
+/* Clear the PENDING mark of snapshot S, whose volume now names it.  It
+ * must not outlive that: once the volume is removed (or its backing link
+ * undone) nothing names S, and a rescan would take S for a snapshot
+ * interrupted before its volume moved onto it, drop its record and remove
+ * its object, though S has been a volume of its own, written to, since.
+ * Failing, the mark stays for the next rescan, which completes it while
+ * the volume still names S. */
+static void
+complete_snapshot(struct vs_tree *tree, struct vs_node *s)
+{
+    struct vs_cat_node row = s->cat;
+    int r;
+
+    row.flags &= ~(uint32_t)VS_RECF_PENDING;
+    r = vs_tree_store_row(tree, s, &row,
+                          vs_tree_volume(tree, s->cat.backing_id));
+    if (r == 0)
+        vs_tree_replace_row(tree, s, &row);
+    else
+        vs_log(LOG_WARNING,
+               "snapshot '%s': its record stays marked pending until the "
+               "next rescan: %s",
+               s->vol->label, strerror(-r));
 }
 
 int
@@ -416,5 +442,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     pthread_rwlock_unlock(&v->io_lock);
     if (r < 0)
         unmark(tree, vol);
+    if (r == 0)
+        complete_snapshot(tree, *out);
     return r;
 }

@@ -299,7 +299,7 @@ void vs_merge_stop_all(void);
 /* Whether a running merge involves volume ID / any merge runs. */
 bool vs_merge_busy(int64_t id);
 bool vs_merge_any_running(void);
-/* "merge\tLAYER\tchild|parent\tDONE\tTOTAL\tSTATE\n" for the job of
+/* "merge\tLAYER\tchild|down\tDONE\tTOTAL\tSTATE[\tREASON]\n" for the job of
  * volume ID (-ENODATA if none), or for every job. */
 int vs_merge_describe(int64_t id, char *buf, size_t len);
 int vs_merge_list(char *buf, size_t len);

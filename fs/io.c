@@ -77,10 +77,40 @@ refuse_open(struct vs_node *node, int err, const char *why)
     return -err;
 }
 
-/* Resolve INO to its volume, its chain opened, under the namespace lock.
- * A volume that other layers use as backing only opens read-only. */
+/* Count an opener of VOL; O_TRUNC empties the volume, which only root may
+ * do, and only while nobody else has it open. */
 static int
-open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
+register_opener(fuse_req_t req, struct vs_volume *vol, int flags, bool writable)
+{
+    int r;
+
+    if ((flags & O_TRUNC) && fuse_req_ctx(req)->uid != 0 &&
+        atomic_load(&vol->size) > 0) {
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': only root empties a volume "
+               "(EPERM)",
+               vol->label);
+        return -EPERM;
+    }
+    r = vs_volume_open(vol, flags & O_TRUNC, writable);
+    if (r == -EBUSY)
+        vs_log(LOG_NOTICE,
+               "refused open O_TRUNC '%s/data': somebody else "
+               "has it open (EBUSY)",
+               vol->label);
+    return r;
+}
+
+/* Resolve INO to its volume, its chain opened, and register the opener
+ * (emptying it first with TRUNCATE), all under the namespace lock: a chain
+ * change (backing link, format) holds that lock for writing and refuses a
+ * volume somebody has open, then closes its chain; an opener counted only
+ * after the lock was let go would come in between and write through a
+ * chain that is gone.  A volume that other layers use as backing only
+ * opens read-only. */
+static int
+open_volume(fuse_req_t req, fuse_ino_t ino, bool writable, int flags,
+            struct vs_volume **vol)
 {
     struct vs_bdev *bs;
     struct vs_node *node;
@@ -108,6 +138,8 @@ open_volume(fuse_ino_t ino, bool writable, struct vs_volume **vol)
                         "its child");
     else
         r = vs_node_bdev(vs_fs.tree, node, &bs);
+    if (r == 0)
+        r = register_opener(req, node->vol, flags, writable);
     if (r == 0) {
         *vol = node->vol;
         vs_volume_ref(*vol);
@@ -167,30 +199,6 @@ read_map(fuse_req_t req, struct vs_handle *h, size_t size, off_t off)
     fuse_reply_buf(req, size ? h->map + off : NULL, size);
 }
 
-/* Count an opener of VOL; O_TRUNC empties the volume, which only root may
- * do, and only while nobody else has it open. */
-static int
-register_opener(fuse_req_t req, struct vs_volume *vol, int flags, bool writable)
-{
-    int r;
-
-    if ((flags & O_TRUNC) && fuse_req_ctx(req)->uid != 0 &&
-        atomic_load(&vol->size) > 0) {
-        vs_log(LOG_NOTICE,
-               "refused open O_TRUNC '%s/data': only root empties a volume "
-               "(EPERM)",
-               vol->label);
-        return -EPERM;
-    }
-    r = vs_volume_open(vol, flags & O_TRUNC, writable);
-    if (r == -EBUSY)
-        vs_log(LOG_NOTICE,
-               "refused open O_TRUNC '%s/data': somebody else "
-               "has it open (EBUSY)",
-               vol->label);
-    return r;
-}
-
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -204,13 +212,9 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int r = !h ? -ENOMEM
             : writable && vs_fs.cfg->read_only
                 ? -EROFS
-                : open_volume(ino, writable, &h->vol);
+                : open_volume(req, ino, writable, fi->flags, &h->vol);
 
-    if (r == 0)
-        r = register_opener(req, h->vol, fi->flags, writable);
     if (r < 0) {
-        if (h)
-            vs_volume_unref(h->vol);
         free(h);
         fuse_reply_err(req, -r);
         return;

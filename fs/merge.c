@@ -28,6 +28,8 @@
  * While a job runs, the three volumes refuse chain changes (EBUSY).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,23 @@ bool
 merge_stopping(void)
 {
     return atomic_load(&jobs_stopping);
+}
+
+int
+merge_fail(struct vs_job *job, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (job->reason[0] != '\0' || err == -EINTR)
+        return err;
+    va_start(ap, fmt);
+    vsnprintf(job->reason, sizeof(job->reason), fmt, ap);
+    va_end(ap);
+    /* one field of a tab-separated line */
+    for (char *c = job->reason; *c; c++)
+        if (*c == '\t' || *c == '\n')
+            *c = ' ';
+    return err;
 }
 
 /* ---- planning ---- */
@@ -108,10 +127,16 @@ merge_thread(void *arg)
     struct vs_bdev *vdst;
     int r = merge_open_down_target(job, &vdst);
 
-    if (r == 0)
-        r = merge_copy_all(job, vdst);
+    if (r < 0)
+        merge_fail(job, r, "cannot open the layer to copy down into: %s",
+                   strerror(-r));
+    if (r == 0 && (r = merge_copy_all(job, vdst)) < 0)
+        merge_fail(job, r, "the copy failed: %s", strerror(-r));
     if (r == 0)
         r = job->down ? merge_finish_down(job, &vdst) : merge_finish_up(job);
+    if (r < 0)
+        merge_fail(job, r, "the switch to the new chain failed: %s",
+                   strerror(-r));
     /* after the switch, C's map is gone and C may be in a new job */
     if (job->down && !atomic_load(&job->switched))
         merge_untrack_writes(job);
@@ -124,9 +149,8 @@ merge_thread(void *arg)
         vs_log(LOG_NOTICE, "merge of '%s' done", job->label);
     else if (r != -EINTR)
         vs_log(LOG_ERR,
-               "merge of '%s' failed: %s; it resumes at the next "
-               "start",
-               job->label, strerror(-r));
+               "merge of '%s' failed: %s; it resumes at the next start",
+               job->label, job->reason);
     return NULL;
 }
 
@@ -293,15 +317,19 @@ vs_merge_stop_all(void)
 
 /* ---- reporting ---- */
 
+/* A failed job's line ends with a seventh field: why it failed. */
 static int
 describe(const struct vs_job *j, char *buf, size_t len)
 {
     static const char *const states[] = {"running", "done", "failed", "paused"};
     uint64_t done = atomic_load(&j->done), total = atomic_load(&j->total);
+    int state = atomic_load(&j->state);
 
-    return snprintf(buf, len, "merge\t%s\t%s\t%llu\t%llu\t%s\n", j->label,
+    return snprintf(buf, len, "merge\t%s\t%s\t%llu\t%llu\t%s%s%s\n", j->label,
                     j->down ? "down" : "child", (unsigned long long)done,
-                    (unsigned long long)total, states[atomic_load(&j->state)]);
+                    (unsigned long long)total, states[state],
+                    state == JOB_FAILED ? "\t" : "",
+                    state == JOB_FAILED ? j->reason : "");
 }
 
 int

@@ -37,11 +37,18 @@ struct vs_job {
      * longer finds the volumes busy, though the thread has yet to end */
     atomic_bool switched;
     int error;
+    /* why it failed, for user.vstor.job and the log line; set once by the
+     * job's thread before it stores JOB_FAILED */
+    char reason[256];
     pthread_t thread;
 };
 
 /* merge.c: whether every job is asked to pause (the daemon is stopping). */
 bool merge_stopping(void);
+/* merge.c: keep why the job failed (the first reason given wins); returns
+ * ERR (-errno) for the caller to pass on. */
+int merge_fail(struct vs_job *job, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* merge_copy.c */
 

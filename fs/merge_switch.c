@@ -38,7 +38,8 @@ store_and_swap(struct vs_tree *tree, struct vs_node *c,
 }
 
 static int
-switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
+switch_child(struct vs_job *job, struct vs_tree *tree, struct vs_node *c,
+             struct vs_node *p)
 {
     struct vs_cat_node row = c->cat;
     int r;
@@ -54,12 +55,15 @@ switch_child(struct vs_tree *tree, struct vs_node *c, struct vs_node *p)
     if (r == 0 &&
         (r = vs_bdev_set_backing(c->vol->bdev, p ? p->cat.object : NULL,
                                  p ? p->cat.format : NULL)) < 0)
-        vs_log(LOG_ERR,
-               "volume '%s': cannot name its new backing layer in "
-               "its image: %s",
-               c->vol->label, strerror(-r));
-    if (r == 0)
-        r = store_and_swap(tree, c, &row, p, NULL);
+        merge_fail(job, r,
+                   "volume '%s': cannot name its new backing layer in its "
+                   "image: %s",
+                   c->vol->label, strerror(-r));
+    if (r == 0 && (r = store_and_swap(tree, c, &row, p, NULL)) < 0)
+        merge_fail(job, r,
+                   "volume '%s': its new chain cannot be recorded or "
+                   "opened: %s",
+                   c->vol->label, strerror(-r));
     pthread_rwlock_unlock(&c->vol->io_lock);
     return r;
 }
@@ -123,7 +127,7 @@ merge_finish_up(struct vs_job *job)
     v = vs_tree_volume(tree, job->v_id);
     c = vs_tree_volume(tree, job->c_id);
     p = job->p_id ? vs_tree_volume(tree, job->p_id) : NULL;
-    r = v && c && (p || !job->p_id) ? switch_child(tree, c, p) : -ENOENT;
+    r = v && c && (p || !job->p_id) ? switch_child(job, tree, c, p) : -ENOENT;
     if (r == 0) {
         snprintf(name, sizeof(name), "%s", v->cat.name);
         image_id = v->cat.parent_id;
@@ -144,7 +148,7 @@ merge_finish_up(struct vs_job *job)
  * are already what C reads, so a crash before C's record moves leaves them
  * naming a layer that reads the same.  Tree locked for writing. */
 static int
-rename_in_children(struct vs_tree *tree, struct vs_node *c,
+rename_in_children(struct vs_job *job, struct vs_tree *tree, struct vs_node *c,
                    const struct vs_node *v)
 {
     int r = 0;
@@ -161,10 +165,10 @@ rename_in_children(struct vs_tree *tree, struct vs_node *c,
             r = vs_bdev_set_backing(x->vol->bdev, v->cat.object, v->cat.format);
             pthread_rwlock_unlock(&x->vol->io_lock);
             if (r < 0)
-                vs_log(LOG_ERR,
-                       "volume '%s': cannot name its backing's new "
-                       "object in its image: %s",
-                       x->vol->label, strerror(-r));
+                merge_fail(job, r,
+                           "volume '%s': cannot name its backing's new "
+                           "object in its image: %s",
+                           x->vol->label, strerror(-r));
         }
     }
     return r;
@@ -205,15 +209,19 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
     vs_bdev_close(*vdst); /* C opens that object next, for writing */
     *vdst = NULL;
     if (r == 0)
-        r = rename_in_children(tree, c, v);
+        r = rename_in_children(job, tree, c, v);
     row = c->cat;
     snprintf(old_object, sizeof(old_object), "%s", c->cat.object);
     snprintf(row.object, sizeof(row.object), "%s", v->cat.object);
     snprintf(row.format, sizeof(row.format), "%s", v->cat.format);
     row.backing_id = job->p_id;
-    if (r == 0) /* C's record retires its old object: a crash before it is
-                 * removed leaves a record saying so */
-        r = store_and_swap(tree, c, &row, p, old_object);
+    /* C's record retires its old object: a crash before it is removed
+     * leaves a record saying so */
+    if (r == 0 && (r = store_and_swap(tree, c, &row, p, old_object)) < 0)
+        merge_fail(job, r,
+                   "volume '%s': its new chain cannot be recorded or "
+                   "opened: %s",
+                   c->vol->label, strerror(-r));
     free((void *)atomic_exchange(&c->vol->dirty, NULL));
     c->vol->dirty_chunks = 0;
     pthread_rwlock_unlock(&c->vol->io_lock);

@@ -51,8 +51,9 @@ check_layout(const struct qcow2 *s, const char *name, const char *format)
     if (name != NULL &&
         (name[0] == '\0' || strlen(name) > QCOW2_MAX_BACKING_NAME))
         return -EINVAL;
-    if (s->disk.l1_offset < s->cs || s->disk.rt_offset < s->cs ||
-        s->disk.header_length + need > s->cs)
+    /* an image of size 0 has no L1 table: its offset is 0 */
+    if ((s->disk.l1_size > 0 && s->disk.l1_offset < s->cs) ||
+        s->disk.rt_offset < s->cs || s->disk.header_length + need > s->cs)
         return -ENOTSUP; /* not a layout vstorfs wrote */
     return 0;
 }

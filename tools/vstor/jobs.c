@@ -1,8 +1,9 @@
 /*
  * vstor jobs [MOUNTPOINT] [--json]: the background jobs (merges) of a
  * vstorfs mount, read from the root's user.vstor.jobs attribute, one line
- * per job: "merge LAYER child|parent DONE TOTAL STATE" separated by tabs.
- * On a terminal each job gets a progress bar.
+ * per job: "merge LAYER child|down DONE TOTAL STATE [REASON]" separated by
+ * tabs (a failed job says why).  On a terminal each job gets a progress
+ * bar.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -16,19 +17,27 @@
 
 struct job {
     char *fields[6]; /* type, layer, route, done, total, state */
+    char *reason;    /* why a failed job failed, or NULL */
 };
 
-/* Split LINE (modified) into its six tab-separated fields. */
+/* Split LINE (modified) into its six tab-separated fields and the
+ * optional seventh, the reason. */
 static int
 parse_line(char *line, struct job *job)
 {
     char *save = NULL;
     int n = 0;
 
-    for (char *f = strtok_r(line, "\t", &save); f && n < 6;
-         f = strtok_r(NULL, "\t", &save))
-        job->fields[n++] = f;
-    return n == 6 ? 0 : -EINVAL;
+    job->reason = NULL;
+    for (char *f = strtok_r(line, "\t", &save); f && n < 7;
+         f = strtok_r(NULL, "\t", &save)) {
+        if (n < 6)
+            job->fields[n] = f;
+        else
+            job->reason = f;
+        n++;
+    }
+    return n >= 6 ? 0 : -EINVAL;
 }
 
 static void
@@ -58,7 +67,10 @@ print_text(const struct job *job, bool tty)
            frac * 100.0);
     if (tty)
         print_bar(frac);
-    printf(" %s\n", job->fields[5]);
+    printf(" %s", job->fields[5]);
+    if (job->reason)
+        printf(": %s", job->reason);
+    putchar('\n');
 }
 
 static struct json_object *
@@ -76,6 +88,8 @@ job_json(const struct job *job)
     json_object_object_add(o, "total",
                            vstor_json_size(strtoll(job->fields[4], NULL, 10)));
     json_object_object_add(o, "state", vstor_json_string(job->fields[5]));
+    if (job->reason)
+        json_object_object_add(o, "reason", vstor_json_string(job->reason));
     return o;
 }
 
