@@ -1,6 +1,7 @@
 /*
- * Private to backends/: the driver table's members and the one accessor
- * through which the generic layer reads a driver's callbacks.
+ * Private to backends/: the driver table's members, the accessors through
+ * which the generic layer reads a driver's callbacks and flags, and the
+ * settling of a bdev's limits after open.
  *
  * A driver built against an older (shorter) struct vs_driver sets
  * struct_size to what it knew; any callback that lies beyond that size is
@@ -22,6 +23,22 @@
           (drv)->struct_size)                                                  \
          ? (drv)->member                                                       \
          : NULL)
+
+/* Whether DRV is a passthrough format driver: false for a NULL driver, a
+ * protocol driver, or one whose struct_size ends before the flag. */
+#define VS_DRV_PASSTHROUGH(drv)                                                \
+    ((drv) != NULL && (drv)->kind == VS_DRIVER_FORMAT &&                       \
+     offsetof(struct vs_driver, passthrough) + sizeof((drv)->passthrough) <=   \
+         (drv)->struct_size &&                                                 \
+     (drv)->passthrough)
+
+/* Fill in the defaults of the zero fields of L and make its values
+ * consistent (see struct vs_limits); never fails.  store.c. */
+void vs_limits_fill(struct vs_limits *l);
+/* Make the limits a driver's open left in BS effective (see struct
+ * vs_limits): defaults filled in, values made consistent.  -EINVAL if the
+ * driver set a request_alignment that is not a power of two (store.c). */
+int vs_limits_settle(struct vs_bdev *bs);
 
 /* The drivers compiled into the table (see registry.c). */
 extern const struct vs_driver vs_driver_dir;

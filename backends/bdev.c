@@ -4,17 +4,27 @@
  *
  * Dispatch.  A request names the top of a stack (a format layer over a
  * protocol object).  For each operation the request goes to the first layer
- * down the `file` chain whose driver implements the callback: a format
- * driver that leaves a callback NULL is transparent for it, as nbdkit's
- * filters are (the raw driver implements none).  Callbacks are read only
- * through VS_DRV_CB, which hides those an older driver does not have.
+ * down the `file` chain whose driver implements the callback, looking
+ * through passthrough formats only: a passthrough format (raw) that leaves
+ * a callback NULL is transparent for it, as nbdkit's filters are, while any
+ * other format stops the search, because the file's bytes at the same
+ * offsets are not its bytes.  get_allocated (a storage question) looks
+ * through every format.  Callbacks are read only through VS_DRV_CB, which
+ * hides those an older driver does not have.
  *
  * Emulation.  When no layer can do an optional operation the generic layer
  * does it the slow way: write_zeroes writes a static zero buffer in bounded
  * chunks, copy_range goes through a bounded memory buffer, block_status
  * answers "allocated data everywhere", submit runs the synchronous call on
- * the submitting thread.  discard and allocate have no emulation: they
- * answer -ENOTSUP.
+ * the submitting thread.  Everything else (reads, writes, size, truncate,
+ * discard, allocate) answers -ENOTSUP.
+ *
+ * Limits.  The layer that serves a request is given pieces within its
+ * bs->limits: reads, writes and native write_zeroes are cut to max_transfer
+ * (at multiples of request_alignment), discards to whole granules with
+ * the unaligned head and tail zeroed instead.  Reads and writes loop over
+ * short transfers, so what reaches the caller is short only at the end of
+ * the object (a write that stops short is -EIO), whatever the driver did.
  *
  * Flush visits every layer of the file chain (a format writes out its own
  * metadata, then the storage below is made durable).  Its failure is
@@ -42,19 +52,48 @@
 #define COPY_CHUNK (1024 * 1024)
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Never written: a source of zeros for every thread, aligned for O_DIRECT.
  * It lives in .bss, so it costs no memory until read (then the zero page). */
 static uint8_t zero_buf[ZERO_CHUNK] __attribute__((aligned(4096)));
 
-/* The first layer from BS down the file chain whose driver has MEMBER. */
+/* iovec entries sliced on the stack when a request is split. */
+#define IOV_STACK 16
+
+/* The first layer from BS down the file chain whose driver has MEMBER,
+ * looking through passthrough formats only; NULL if none. */
 #define LAYER_WITH(bs, member)                                                 \
     __extension__({                                                            \
         struct vs_bdev *layer_ = (bs);                                         \
         while (layer_ != NULL && VS_DRV_CB(layer_->drv, member) == NULL)       \
-            layer_ = layer_->file;                                             \
+            layer_ = VS_DRV_PASSTHROUGH(layer_->drv) ? layer_->file : NULL;    \
         layer_;                                                                \
     })
+
+/* The effective limits of BS (bdevs built by hand may have none set). */
+static struct vs_limits
+limits_of(const struct vs_bdev *bs)
+{
+    struct vs_limits l = bs->limits;
+
+    vs_limits_fill(&l);
+    return l;
+}
+
+/* The length of a piece at OFF of at most LEN bytes that ends at a
+ * multiple of ALIGN when it is cut short by MAX. */
+static uint64_t
+piece_len(uint64_t off, uint64_t len, uint64_t max, uint64_t align)
+{
+    uint64_t end;
+
+    if (len <= max)
+        return len;
+    end = off + max;
+    end -= end % align;
+    return end > off ? end - off : max;
+}
 
 static int
 check_writable(struct vs_bdev *bs)
@@ -80,7 +119,11 @@ vs_bdev_size(struct vs_bdev *bs)
 int64_t
 vs_bdev_allocated(struct vs_bdev *bs)
 {
-    struct vs_bdev *l = LAYER_WITH(bs, get_allocated);
+    struct vs_bdev *l = bs;
+
+    /* the storage a format occupies is its file's, unless it counts */
+    while (l != NULL && VS_DRV_CB(l->drv, get_allocated) == NULL)
+        l = l->file;
 
     return l != NULL ? VS_DRV_CB(l->drv, get_allocated)(l) : -ENOTSUP;
 }
@@ -100,33 +143,133 @@ vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
 
 /* ---- data ---- */
 
+typedef ssize_t (*rw_fn)(struct vs_bdev *bs, const struct iovec *iov,
+                         int iovcnt, uint64_t offset, unsigned flags);
+
+/* The byte count of IOV into *len; -EINVAL if it does not fit ssize_t. */
+static int
+iov_total(const struct iovec *iov, int iovcnt, size_t *len)
+{
+    size_t sum = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+            return -EINVAL;
+        sum += iov[i].iov_len;
+    }
+    *len = sum;
+    return 0;
+}
+
+/* Fill OUT (room for IOVCNT entries) with bytes [skip, skip + len) of IOV;
+ * the number of entries used. */
+static int
+iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+          struct iovec *out)
+{
+    int n = 0;
+
+    for (int i = 0; i < iovcnt && len > 0; i++) {
+        size_t part;
+
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        part = MIN(iov[i].iov_len - skip, len);
+        out[n].iov_base = (char *)iov[i].iov_base + skip;
+        out[n++].iov_len = part;
+        len -= part;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Move the LEN bytes of IOV at OFFSET, DONE of them moved already, through
+ * layer L's CB in pieces within LIM and again after every short transfer.
+ * The count (short only when the driver returned 0: the end of the
+ * object) or -errno. */
+static ssize_t
+rw_pieces(struct vs_bdev *l, rw_fn cb, const struct vs_limits *lim,
+          const struct iovec *iov, int iovcnt, size_t len, size_t done,
+          uint64_t offset, unsigned flags)
+{
+    struct iovec stack[IOV_STACK];
+    _cleanup_free_ struct iovec *heap = NULL;
+    struct iovec *part = stack;
+
+    if (iovcnt > IOV_STACK) {
+        heap = malloc(sizeof(*heap) * (size_t)iovcnt);
+        if (heap == NULL)
+            return -ENOMEM;
+        part = heap;
+    }
+    while (done < len) {
+        size_t want =
+            (size_t)piece_len(offset + done, len - done, lim->max_transfer,
+                              lim->request_alignment);
+        int cnt = iov_slice(iov, iovcnt, done, want, part);
+        ssize_t n = cb(l, part, cnt, offset + done, flags);
+
+        if (n < 0)
+            return n;
+        if ((size_t)n > want)
+            return -EIO; /* a driver broke its contract */
+        if (n == 0)
+            break; /* the end of the object */
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* preadv or pwritev of the layer that serves BS. */
+static ssize_t
+bdev_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+        uint64_t offset, unsigned flags, bool write)
+{
+    struct vs_bdev *l =
+        write ? LAYER_WITH(bs, pwritev) : LAYER_WITH(bs, preadv);
+    struct vs_limits lim;
+    rw_fn cb;
+    size_t len;
+    ssize_t n = 0;
+
+    if (iovcnt < 0 || iov_total(iov, iovcnt, &len) < 0)
+        return -EINVAL;
+    if (l == NULL)
+        return -ENOTSUP;
+    cb = write ? VS_DRV_CB(l->drv, pwritev) : VS_DRV_CB(l->drv, preadv);
+    lim = limits_of(l);
+    /* the common case: one call within the limits, done in full */
+    if (len <= lim.max_transfer) {
+        n = cb(l, iov, iovcnt, offset, flags);
+        if (n > (ssize_t)len)
+            return -EIO; /* a driver broke its contract */
+        if (n < 0 || (size_t)n == len || (n == 0 && !write))
+            return n;
+    }
+    n = rw_pieces(l, cb, &lim, iov, iovcnt, len, (size_t)n, offset, flags);
+    if (write && n >= 0 && (size_t)n < len)
+        return -EIO; /* a write that makes no progress */
+    return n;
+}
+
 ssize_t
 vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                uint64_t offset, unsigned flags)
 {
-    struct vs_bdev *l = LAYER_WITH(bs, preadv);
-
-    if (iovcnt < 0)
-        return -EINVAL;
-    if (l == NULL)
-        return -ENOTSUP;
-    return VS_DRV_CB(l->drv, preadv)(l, iov, iovcnt, offset, flags);
+    return bdev_rw(bs, iov, iovcnt, offset, flags, false);
 }
 
 ssize_t
 vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                 uint64_t offset, unsigned flags)
 {
-    struct vs_bdev *l = LAYER_WITH(bs, pwritev);
     int r = check_writable(bs);
 
     if (r < 0)
         return r;
-    if (iovcnt < 0)
-        return -EINVAL;
-    if (l == NULL)
-        return -ENOTSUP;
-    return VS_DRV_CB(l->drv, pwritev)(l, iov, iovcnt, offset, flags);
+    return bdev_rw(bs, iov, iovcnt, offset, flags, true);
 }
 
 ssize_t
@@ -216,6 +359,55 @@ vs_bdev_flush(struct vs_bdev *bs)
 
 /* ---- discard and zeroes ---- */
 
+/* Discard whole granules [start, end) of layer L, at most MAX at a time. */
+static int
+discard_granules(struct vs_bdev *l, uint64_t start, uint64_t end,
+                 const struct vs_limits *lim)
+{
+    int (*cb)(struct vs_bdev *, uint64_t, uint64_t) =
+        VS_DRV_CB(l->drv, discard);
+    uint64_t g = lim->discard_granularity;
+    uint64_t max = MAX(lim->max_transfer - lim->max_transfer % g, g);
+
+    while (start < end) {
+        uint64_t n = MIN(end - start, max);
+        int r = cb(l, start, n);
+
+        if (r < 0)
+            return r;
+        start += n;
+    }
+    return 0;
+}
+
+/*
+ * Discard [offset, offset + length) on layer L: the whole granules go to
+ * the driver, the unaligned head and tail (or a range within one granule)
+ * are zeroed instead, after the granules, so that a storage that cannot
+ * discard leaves the range as it was.
+ */
+static int
+discard_aligned(struct vs_bdev *l, uint64_t offset, uint64_t length)
+{
+    struct vs_limits lim = limits_of(l);
+    uint64_t g = lim.discard_granularity, a = lim.discard_alignment;
+    uint64_t end = offset + length, start = offset, stop = end;
+    int r = 0;
+
+    /* first granule boundary at or after offset, last at or before end */
+    if (start % g != a % g)
+        start += (a % g + g - start % g) % g;
+    stop -= (stop % g + g - a % g) % g;
+    if (start >= stop || stop > end || start < offset)
+        return vs_bdev_write_zeroes(l, offset, length, 0);
+    r = discard_granules(l, start, stop, &lim);
+    if (r == 0 && start > offset)
+        r = vs_bdev_write_zeroes(l, offset, start - offset, 0);
+    if (r == 0 && end > stop)
+        r = vs_bdev_write_zeroes(l, stop, end - stop, 0);
+    return r;
+}
+
 int
 vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 {
@@ -226,7 +418,9 @@ vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         return r;
     if (length == 0)
         return 0;
-    return l != NULL ? VS_DRV_CB(l->drv, discard)(l, offset, length) : -ENOTSUP;
+    if (offset > INT64_MAX || length > INT64_MAX - offset)
+        return -EINVAL;
+    return l != NULL ? discard_aligned(l, offset, length) : -ENOTSUP;
 }
 
 int
@@ -273,6 +467,33 @@ zeroes_emulate(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     return 0;
 }
 
+/* Layer L's own write_zeroes over the range, at most max_transfer at a
+ * time.  -ENOTSUP (only ever from the first piece) asks for emulation. */
+static int
+zeroes_native(struct vs_bdev *l, uint64_t offset, uint64_t length,
+              unsigned flags)
+{
+    int (*cb)(struct vs_bdev *, uint64_t, uint64_t, unsigned) =
+        VS_DRV_CB(l->drv, write_zeroes);
+    struct vs_limits lim = limits_of(l);
+    bool first = true;
+
+    while (length > 0) {
+        uint64_t n =
+            piece_len(offset, length, lim.max_transfer, lim.request_alignment);
+        int r = cb(l, offset, n, flags);
+
+        if (r == -ENOTSUP && !first)
+            return zeroes_emulate(l, offset, length, flags);
+        if (r < 0)
+            return r;
+        first = false;
+        offset += n;
+        length -= n;
+    }
+    return 0;
+}
+
 int
 vs_bdev_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                      unsigned flags)
@@ -285,7 +506,7 @@ vs_bdev_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     if (length == 0)
         return 0;
     if (l != NULL) {
-        r = VS_DRV_CB(l->drv, write_zeroes)(l, offset, length, flags);
+        r = zeroes_native(l, offset, length, flags);
         if (r != -ENOTSUP)
             return r;
     }
@@ -361,9 +582,9 @@ vs_bdev_chain_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
 
 /*
  * The layer that holds BS's bytes at the same offsets and offers
- * copy_range, or NULL.  Only layers that do not map data themselves (no
- * own preadv for a source, no own pwritev for a destination, no backing)
- * can be looked through.
+ * copy_range, or NULL.  Only passthrough layers that do not map data
+ * themselves (no own preadv for a source, no own pwritev for a
+ * destination, no backing) can be looked through.
  */
 static struct vs_bdev *
 copy_end(struct vs_bdev *bs, bool source)
@@ -372,7 +593,7 @@ copy_end(struct vs_bdev *bs, bool source)
         bool maps = source ? VS_DRV_CB(bs->drv, preadv) != NULL
                            : VS_DRV_CB(bs->drv, pwritev) != NULL;
 
-        if (maps || bs->backing != NULL)
+        if (maps || bs->backing != NULL || !VS_DRV_PASSTHROUGH(bs->drv))
             return NULL;
         bs = bs->file;
     }
@@ -463,7 +684,7 @@ submit_layer(struct vs_bdev *bs, enum vs_req_op op)
     do {
         if (VS_DRV_CB(bs->drv, submit) != NULL)
             return bs;
-        if (serves_sync(bs, op))
+        if (serves_sync(bs, op) || !VS_DRV_PASSTHROUGH(bs->drv))
             return NULL;
         bs = bs->file;
     } while (bs != NULL);

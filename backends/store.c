@@ -5,13 +5,16 @@
  * A store is found by its location's scheme in the driver table, allocated
  * here and filled by its protocol driver.  Opening an object or a format
  * layer allocates a struct vs_bdev, sets the generic fields (driver, name,
- * flags, children) and lets the driver's open fill caps and opaque; a
- * failed open frees only what this file allocated, so the caller keeps the
- * children it passed in.  vs_bdev_close undoes a stack top-down: the
+ * flags, children) and lets the driver's open fill caps, limits and opaque;
+ * the limits are then settled (defaults filled in, see struct vs_limits).
+ * A passthrough format starts from its file's limits.  A failed open frees
+ * only what this file allocated, so the caller keeps the children it
+ * passed in.  vs_bdev_close undoes a stack top-down: the
  * driver's close first (a format may still write its metadata to its
  * file), then the children it owns.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,12 +163,50 @@ bdev_alloc(const struct vs_driver *drv, const char *label, unsigned flags)
     return bs;
 }
 
+void
+vs_limits_fill(struct vs_limits *l)
+{
+    if (l->request_alignment == 0)
+        l->request_alignment = 1;
+    if (l->max_transfer == 0 || l->max_transfer > SSIZE_MAX)
+        l->max_transfer = SSIZE_MAX;
+    l->max_transfer -= l->max_transfer % l->request_alignment;
+    if (l->max_transfer == 0)
+        l->max_transfer = l->request_alignment;
+    if (l->discard_granularity == 0)
+        l->discard_granularity = l->request_alignment;
+    l->discard_alignment %= l->discard_granularity;
+    if (l->grow_granularity == 0)
+        l->grow_granularity = 1;
+}
+
+int
+vs_limits_settle(struct vs_bdev *bs)
+{
+    uint32_t a = bs->limits.request_alignment;
+
+    if (a != 0 && (a & (a - 1)) != 0)
+        return -EINVAL; /* a driver broke its contract */
+    vs_limits_fill(&bs->limits);
+    return 0;
+}
+
 /* Free a bdev whose driver state was never set up (or is released). */
 static void
 bdev_free(struct vs_bdev *bs)
 {
     free(bs->name);
     free(bs);
+}
+
+/* Undo a driver's successful open (its limits turned out unusable). */
+static void
+bdev_release(struct vs_bdev *bs)
+{
+    void (*close_cb)(struct vs_bdev *) = VS_DRV_CB(bs->drv, close);
+
+    if (close_cb != NULL)
+        close_cb(bs);
 }
 
 int
@@ -183,6 +224,8 @@ vs_object_open(struct vs_store *st, const char *name, unsigned flags,
     if (bs == NULL)
         return -ENOMEM;
     r = open_cb(st, name, bs);
+    if (r == 0 && (r = vs_limits_settle(bs)) < 0)
+        bdev_release(bs);
     if (r < 0) {
         vs_log_debug(VS_LOG_CAT_BACKEND, "object '%s': open failed: %s",
                      bs->name, strerror(-r));
@@ -236,8 +279,12 @@ vs_format_open(const char *format, struct vs_bdev *file,
     bs->file = file;
     bs->backing = backing;
     bs->caps = file->caps;
+    if (VS_DRV_PASSTHROUGH(drv))
+        bs->limits = file->limits; /* same bytes at the same offsets */
     if (open_cb != NULL)
         r = open_cb(bs);
+    if (r == 0 && (r = vs_limits_settle(bs)) < 0)
+        bdev_release(bs);
     if (r < 0) {
         vs_log_debug(VS_LOG_CAT_BACKEND, "'%s': %s open failed: %s", bs->name,
                      format, strerror(-r));

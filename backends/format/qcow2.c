@@ -176,6 +176,12 @@ qcow2_open(struct vs_bdev *bs)
     bs->caps.clone = false;
     bs->caps.copy = false;
     bs->caps.snapshot = false;
+    /* Any byte range is served (partial clusters are copied or zeroed
+     * here), in requests of any length (split per cluster run here): the
+     * defaults, said explicitly.  The file below has its own limits. */
+    bs->limits = (struct vs_limits){.request_alignment = 1,
+                                    .discard_granularity = 1,
+                                    .grow_granularity = 1};
     return 0;
 }
 

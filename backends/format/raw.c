@@ -2,10 +2,11 @@
  * The "raw" format driver: the object's bytes are the volume's bytes.
  *
  * Creating a raw image only sizes its file object (thin where the storage
- * can be); opening one takes over the file's capabilities.  Every block
- * operation is left NULL, so the generic layer sends it straight through
- * to the file below at the same offset: this driver is the identity layer
- * of the stack.  A raw image has no backing file.
+ * can be); opening one takes over the file's capabilities (and, from the
+ * generic layer, its limits).  The driver is flagged passthrough and every
+ * block operation is left NULL, so the generic layer sends it straight
+ * through to the file below at the same offset: this driver is the
+ * identity layer of the stack.  A raw image has no backing file.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -39,4 +40,5 @@ const struct vs_driver vs_driver_raw = {
     .kind = VS_DRIVER_FORMAT,
     .create = raw_create,
     .open = raw_open,
+    .passthrough = true,
 };

@@ -545,6 +545,7 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     if ((bs->open_flags & VS_OPEN_DIRECT) && ds->caps.direct)
         dir_open_direct(ds, name, acc, o);
     dir_dio_align(o);
+    dir_limits(o, bs);
     bs->caps = ds->caps;
     if ((bs->open_flags & VS_OPEN_DIRECT) && o->dfd < 0)
         bs->caps.direct = false;

@@ -56,5 +56,7 @@ ssize_t dir_copy_range(struct vs_bdev *src, uint64_t src_off,
 
 /* Fill O's alignment for direct I/O from statx (4096 when unknown). */
 void dir_dio_align(struct dir_object *o);
+/* Fill bs->limits for open object O (after dir_dio_align). */
+void dir_limits(const struct dir_object *o, struct vs_bdev *bs);
 
 #endif

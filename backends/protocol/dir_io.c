@@ -15,6 +15,11 @@
  * continues on the buffered descriptor, where any offset is valid.
  * VS_IO_FUA becomes RWF_DSYNC.
  *
+ * Limits (dir_limits): requests are aligned natively at the direct
+ * descriptor's offset alignment, 512 without one; one call moves at most
+ * what Linux moves in one read or write; a punched hole frees whole blocks
+ * of the file system (statvfs f_frsize), its discard granularity.
+ *
  * Other operations map to one system call each: flush = fdatasync,
  * discard = FALLOC_FL_PUNCH_HOLE, allocate = fallocate mode 0 (size kept),
  * write_zeroes = FALLOC_FL_ZERO_RANGE (a punched hole with
@@ -32,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -44,6 +50,12 @@
 #define DEFAULT_ALIGN 4096
 /* Bytes asked of one copy_file_range call. */
 #define COPY_STEP (1024 * 1024 * 1024)
+/* The request alignment of buffered I/O. */
+#define SECTOR 512
+/* The most Linux moves in one read or write (MAX_RW_COUNT). */
+#define MAX_RW 0x7ffff000u
+/* The largest file system block taken as a discard granularity. */
+#define DISCARD_GRAN_MAX (1024 * 1024)
 /* iovec entries copied on the stack when a transfer comes up short. */
 #define IOV_STACK 16
 
@@ -75,11 +87,34 @@ dir_dio_align(struct dir_object *o)
 
     if (statx(o->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
         (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_mem_align != 0 &&
-        stx.stx_dio_offset_align != 0) {
+        stx.stx_dio_offset_align != 0 &&
+        (stx.stx_dio_offset_align & (stx.stx_dio_offset_align - 1)) == 0 &&
+        (stx.stx_dio_mem_align & (stx.stx_dio_mem_align - 1)) == 0) {
         o->mem_align = stx.stx_dio_mem_align;
         o->off_align = stx.stx_dio_offset_align;
     }
 #endif
+}
+
+void
+dir_limits(const struct dir_object *o, struct vs_bdev *bs)
+{
+    struct statvfs sv;
+    uint64_t block = 0;
+
+    if (fstatvfs(o->fd, &sv) == 0)
+        block = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize;
+    bs->limits = (struct vs_limits){
+        /* the direct descriptor's logical block; buffered I/O serves any
+         * range, at the cost of a partial page when not sector-aligned */
+        .request_alignment = o->dfd >= 0 ? o->off_align : SECTOR,
+        .max_transfer = MAX_RW,
+        /* a punched hole frees whole file system blocks (the kernel zeroes
+         * partial ones); absurd values are ignored (the default) */
+        .discard_granularity =
+            block != 0 && block <= DISCARD_GRAN_MAX ? (uint32_t)block : 0,
+        .grow_granularity = 1, /* a file grows by any byte count */
+    };
 }
 
 enum io_path {

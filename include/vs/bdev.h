@@ -3,8 +3,10 @@
  * domain metadata, jobs, tools) reaches storage.
  *
  * These functions dispatch to a driver's callbacks (see <vs/driver.h>),
- * fall through to bs->file where a format driver leaves a callback NULL,
- * emulate missing optional operations, and keep the sticky flush error.
+ * fall through to bs->file where a passthrough format (raw) leaves a
+ * callback NULL (any other format's NULL callback is emulated or
+ * -ENOTSUP), emulate missing optional operations, keep the sticky flush
+ * error, and split requests to the serving driver's struct vs_limits.
  * They never log above debug level; callers log failures once.
  */
 #ifndef VS_BDEV_H
@@ -68,11 +70,19 @@ int vs_format_open(const char *format, struct vs_bdev *file,
 
 /* Close a bdev and, recursively, the children it owns; NULL is allowed. */
 void vs_bdev_close(struct vs_bdev *bs);
+/* Virtual size in bytes, or -errno (-ENOTSUP: no layer can say). */
 int64_t vs_bdev_size(struct vs_bdev *bs);
+/* Bytes used on the storage: a format that does not count its own uses
+ * its file's, whether passthrough or not. */
 int64_t vs_bdev_allocated(struct vs_bdev *bs);
+/* Set the virtual size (see the driver contract); -EROFS, -ENOTSUP. */
 int vs_bdev_truncate(struct vs_bdev *bs, uint64_t size);
+/* Read the iovec at offset: the count, short only at the end of the object
+ * (short driver transfers are completed here), or -errno. */
 ssize_t vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                        uint64_t offset, unsigned flags);
+/* Write the whole iovec at offset: its length or -errno (a driver that
+ * stops making progress gives -EIO). */
 ssize_t vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                         uint64_t offset, unsigned flags);
 /* Single-buffer forms of the above; they loop over short transfers. */
@@ -82,7 +92,9 @@ ssize_t vs_bdev_pwrite(struct vs_bdev *bs, const void *buf, size_t len,
                        uint64_t offset);
 /* Flush; once a flush has failed every later one fails with that error. */
 int vs_bdev_flush(struct vs_bdev *bs);
-/* Discard: -ENOTSUP if nothing in the stack can release space. */
+/* Discard: -ENOTSUP if nothing in the stack can release space.  Only whole
+ * granules of the serving driver are discarded; an unaligned head and tail
+ * are zeroed, so the whole range reads as zeros afterwards. */
 int vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length);
 /* Record a new parent layer name in BS's own image (top layer only):
  * -ENOTSUP when its format keeps none. */

@@ -13,12 +13,29 @@
  *     a struct vs_bdev whose `file` child is the protocol object below it and
  *     whose `backing` child (copy-on-write formats only) is the parent layer.
  *
- * A request flows down: format bdev -> its file bdev -> storage.  A format
- * driver implements only what it changes: a NULL callback falls through to
- * the `file` child unchanged (nbdkit's filters do the same), which is why
- * the raw driver is almost empty.  The generic entry points that do this
- * dispatch, and the emulation of missing optional operations, are in
- * <vs/bdev.h>; nothing but the drivers themselves calls these pointers.
+ * A request flows down: format bdev -> its file bdev -> storage.  What a
+ * NULL callback of a format driver means depends on the driver's
+ * `passthrough` flag:
+ *
+ *   - a PASSTHROUGH format (raw: the volume's bytes are the object's bytes
+ *     at the same offsets) implements only what it changes, and a NULL
+ *     callback falls through to the `file` child unchanged (nbdkit's
+ *     filters do the same), which is why the raw driver is almost empty;
+ *   - any other format (qcow2) maps offsets itself, so the file's bytes at
+ *     the same offsets are never its answer: a NULL callback gets the
+ *     generic emulation where one exists (write_zeroes as written zeros,
+ *     block_status as "allocated data", copy_range through memory, submit
+ *     run synchronously) and -ENOTSUP otherwise.
+ *
+ * Two operations concern the storage, not the bytes, and always reach
+ * down: flush visits every layer, and get_allocated falls through to the
+ * file when a format does not count its own.  The generic entry points that
+ * do this dispatch, and the emulation of missing optional operations, are
+ * in <vs/bdev.h>; nothing but the drivers themselves calls these pointers.
+ *
+ * Limits: each bdev carries a struct vs_limits (below) that its driver's
+ * open fills; the generic layer splits requests so that no callback sees
+ * more than it asked for.
  *
  * Threads: every callback may be called from several threads at once for
  * the same bdev (the FUSE daemon is multithreaded and has no global lock on
@@ -32,7 +49,8 @@
  * Versioning: a driver sets api_version to VS_DRIVER_API_VERSION and
  * struct_size to sizeof(struct vs_driver) as compiled; the registry refuses
  * a driver built against a newer interface and treats callbacks beyond an
- * older driver's struct_size as NULL.
+ * older driver's struct_size as NULL (and flags beyond it as false: an
+ * older format driver is never passthrough).  New members are appended.
  */
 #ifndef VS_DRIVER_H
 #define VS_DRIVER_H
@@ -99,6 +117,39 @@ struct vs_space {
 struct vs_driver;
 
 /*
+ * Request limits of one bdev, as QEMU's BlockLimits.  The driver's open
+ * fills what it knows; a field left 0 takes the default given with it, and
+ * the generic layer writes the effective values back into bs->limits once
+ * open has returned, so readers always see concrete numbers.  A passthrough
+ * format starts from its file's limits; other formats start from zeros.
+ * Every value is in bytes.
+ */
+struct vs_limits {
+    /* Offsets and lengths the driver serves natively (the logical block
+     * size under O_DIRECT).  A power of two.  The driver still accepts any
+     * byte range (it bounces or read-modify-writes); the generic layer
+     * cuts split requests at multiples of it.  Default 1. */
+    uint32_t request_alignment;
+    /* Largest preadv, pwritev, discard or write_zeroes the driver is given
+     * in one call; the generic layer splits bigger requests.  Rounded down
+     * to request_alignment.  Default (0): no limit but SSIZE_MAX. */
+    uint64_t max_transfer;
+    /* Unit in which discard releases space.  The generic layer hands the
+     * driver only whole granules and zeroes the unaligned head and tail
+     * instead (discard reads as zeros after, so they cannot be dropped).
+     * Default (0): request_alignment. */
+    uint32_t discard_granularity;
+    /* Where the first whole granule starts: granules are
+     * [discard_alignment + k * discard_granularity, + discard_granularity).
+     * Below discard_granularity.  Default 0. */
+    uint32_t discard_alignment;
+    /* Unit in which the object's storage grows (an LVM extent); a caller
+     * that grows the object may round its request up to it.  The generic
+     * layer does not round sizes.  Default (0): 1. */
+    uint64_t grow_granularity;
+};
+
+/*
  * A store: one storage domain's space on one backend, opened by a protocol
  * driver from a location string ("dir:/var/lib/vstorfs/domains/UUID",
  * later "nfs://host/export/dir", "iscsi://host:port/iqn/lun", "lvm:vg").
@@ -125,6 +176,11 @@ struct vs_bdev {
     void *opaque;            /* the driver's state */
     int flush_error;         /* generic layer only: sticky flush failure */
     int dirty;               /* generic layer only: written since a flush */
+    /* Set by the driver's open (may be left zero: defaults apply); made
+     * effective by the generic layer after open.  Appended in version 1's
+     * second revision: the generic layer allocates bdevs, so drivers that
+     * never touch it get the defaults. */
+    struct vs_limits limits;
 };
 
 /*
@@ -214,7 +270,8 @@ struct vs_driver {
     int (*truncate)(struct vs_bdev *bs, uint64_t size);
     /* Read up to the iovec total at offset; short only at end of object.
      * Offsets and buffers have no alignment guarantee unless VS_IO_DIRECT
-     * is set, and even then buffers may be unaligned: the driver bounces. */
+     * is set, and even then buffers may be unaligned: the driver bounces.
+     * The total is at most bs->limits.max_transfer. */
     ssize_t (*preadv)(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                       uint64_t offset, unsigned flags);
     /* Write the whole iovec at offset, growing nothing: the caller keeps
@@ -224,9 +281,12 @@ struct vs_driver {
     /* Make every completed write durable.  After a failure, the generic
      * layer fails every later flush of this bdev (as QEMU does). */
     int (*flush)(struct vs_bdev *bs);
-    /* Give the range back to the storage; reads return zeros afterwards. */
+    /* Give the range back to the storage; reads return zeros afterwards.
+     * The range is whole granules of bs->limits (discard_granularity,
+     * discard_alignment) and at most max_transfer long. */
     int (*discard)(struct vs_bdev *bs, uint64_t offset, uint64_t length);
-    /* Make the range read as zeros (VS_IO_MAY_UNMAP: may free it too). */
+    /* Make the range read as zeros (VS_IO_MAY_UNMAP: may free it too);
+     * at most bs->limits.max_transfer long. */
     int (*write_zeroes)(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                         unsigned flags);
     /* Status of the range starting at offset: returns enum vs_block_status
@@ -263,6 +323,14 @@ struct vs_driver {
      * ENOENT if ROOT is not there; stop at fn's first non-zero answer. */
     int (*store_list)(const char *root, int (*fn)(const char *name, void *arg),
                       void *arg);
+
+    /* Format drivers: true when the format is the identity (the volume's
+     * byte at offset X is the file's byte at X), so every NULL block
+     * callback falls through to the file.  Left false (and false for a
+     * driver whose struct_size ends before it), a NULL callback is
+     * emulated or answers -ENOTSUP: the safe default for a format that
+     * maps offsets.  Meaningless for protocol drivers. */
+    bool passthrough;
 };
 
 #endif

@@ -4,15 +4,20 @@
  * discard, write_zeroes (native and emulated), truncate, allocate, O_DIRECT
  * requests with misaligned buffers (on /var/tmp, a disk file system: tmpfs
  * would accept them and hide the bug), flush and its sticky error, the
- * fall-through of NULL format callbacks, block status merged through a
- * backing chain, copy_range through the storage and through memory, and
- * asynchronous submission.
+ * fall-through of NULL format callbacks (passthrough formats only), block
+ * status merged through a backing chain, copy_range through the storage
+ * and through memory, asynchronous submission, and request limits (split
+ * reads, writes and zeroes, discards cut to whole granules, the dir
+ * driver's values).
  *
  * Besides the real drivers, the tests build stacks by hand with drivers
  * defined here: "mem" (a protocol object in memory whose flush can fail,
  * whose transfers can come up short and whose copy_range declines), "half"
- * (a format layer owning every other 64 KiB block, for backing chains) and
- * "old" (a driver whose struct_size ends before flush).
+ * (a format layer owning every other 64 KiB block, for backing chains),
+ * "old" (a driver whose struct_size ends before flush), "lim" (a mem object
+ * with small limits that counts requests breaking them), and two formats
+ * registered with vs_driver_register_extra that implement nothing:
+ * "test-bare" (not passthrough) and "test-thru" (passthrough).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "vs/bdev.h"
@@ -656,13 +662,12 @@ test_fall_through(void)
     is_int(vs_bdev_size(old), 12345, "a callback within struct_size is used");
     is_int(vs_bdev_flush(old), 0,
            "a callback past struct_size is NULL: flush falls through");
-    vs_bdev_pread(old, buf, 7, 100);
-    ok(memcmp(buf, "through", 7) == 0, "NULL preadv falls through");
-    if (file->caps.alloc_status) {
-        is_int(vs_bdev_block_status(old, 128 * KiB, 64 * KiB, &pnum),
-               VS_BS_ALLOCATED | VS_BS_ZERO,
-               "a hidden block_status falls through to the file");
-    }
+    is_int(vs_bdev_pread(old, buf, 7, 100), -ENOTSUP,
+           "an older format is never passthrough: NULL preadv is ENOTSUP");
+    ok(memcmp(buf, "through", 7) != 0, "and no byte of the file came up");
+    is_int(vs_bdev_block_status(old, 128 * KiB, 64 * KiB, &pnum),
+           VS_BS_ALLOCATED | VS_BS_DATA,
+           "a hidden block_status is emulated, not the file's hole");
     vs_bdev_close(old);
 }
 
@@ -878,6 +883,317 @@ test_submit_async(void)
     vs_bdev_close(top);
 }
 
+/* ---- passthrough or not: what a NULL format callback means ---- */
+
+static int
+bare_open(struct vs_bdev *bs)
+{
+    bs->opaque = NULL;
+    return 0;
+}
+
+/* A format that maps offsets but implements nothing: every NULL callback
+ * must be emulated or refused, never answered by the file. */
+static const struct vs_driver bare_drv = {
+    .api_version = VS_DRIVER_API_VERSION,
+    .struct_size = sizeof(struct vs_driver),
+    .name = "test-bare",
+    .kind = VS_DRIVER_FORMAT,
+    .open = bare_open,
+};
+
+/* The same, declared an identity layer. */
+static const struct vs_driver thru_drv = {
+    .api_version = VS_DRIVER_API_VERSION,
+    .struct_size = sizeof(struct vs_driver),
+    .name = "test-thru",
+    .kind = VS_DRIVER_FORMAT,
+    .open = bare_open,
+    .passthrough = true,
+};
+
+/* Object NAME of 1 MiB holding "file bytes" at 4096, opened as FORMAT. */
+static struct vs_bdev *
+open_over_file(const char *format, const char *name)
+{
+    struct vs_bdev *file = NULL, *top = NULL;
+
+    vs_object_create(st, name, MiB);
+    if (vs_object_open(st, name, 0, name, &file) < 0)
+        return NULL;
+    vs_bdev_pwrite(file, "file bytes", 10, 4096);
+    if (vs_format_open(format, file, NULL, 0, &top) < 0) {
+        vs_bdev_close(file);
+        return NULL;
+    }
+    return top;
+}
+
+static void
+bare_data(struct vs_bdev *bare)
+{
+    char buf[16] = {0};
+    struct iovec iov = {buf, 10};
+    struct completion c;
+
+    is_int(vs_bdev_preadv(bare, &iov, 1, 4096, 0), -ENOTSUP,
+           "non-passthrough format without preadv: ENOTSUP");
+    ok(memcmp(buf, "file bytes", 10) != 0, "the file's bytes never came up");
+    is_int(vs_bdev_pwritev(bare, &iov, 1, 4096, 0), -ENOTSUP,
+           "... without pwritev: ENOTSUP");
+    is_int(vs_bdev_write_zeroes(bare, 0, 4096, 0), -ENOTSUP,
+           "... write_zeroes emulated through its (missing) pwritev");
+    c = run(bare, VS_REQ_READ, buf, 10, 4096);
+    ok(c.calls == 1 && c.ret == -ENOTSUP, "... a submitted read: ENOTSUP");
+    is_int(vs_bdev_copy_range(bare, 4096, bare->file, 0, 10), -ENOTSUP,
+           "... copy_range from it goes through memory: ENOTSUP");
+}
+
+static void
+bare_rest(struct vs_bdev *bare)
+{
+    uint64_t pnum = 0;
+
+    is_int(vs_bdev_size(bare), -ENOTSUP, "... without get_size: ENOTSUP");
+    is_int(vs_bdev_truncate(bare, 2 * MiB), -ENOTSUP,
+           "... without truncate: ENOTSUP");
+    is_int(vs_bdev_size(bare->file), MiB, "and the file kept its size");
+    is_int(vs_bdev_discard(bare, 0, 64 * KiB), -ENOTSUP,
+           "... without discard: ENOTSUP");
+    is_int(vs_bdev_allocate(bare, 0, 64 * KiB), -ENOTSUP,
+           "... without allocate: ENOTSUP");
+    is_int(vs_bdev_block_status(bare, 512 * KiB, 64 * KiB, &pnum),
+           VS_BS_ALLOCATED | VS_BS_DATA,
+           "... without block_status: allocated data (not the file's hole)");
+    ok(vs_bdev_allocated(bare) == vs_bdev_allocated(bare->file),
+       "its storage use is its file's (a storage question falls through)");
+    is_int(vs_bdev_flush(bare), 0, "flush reaches the file");
+}
+
+static void
+test_passthrough_flag(void)
+{
+    struct vs_bdev *bare, *thru;
+    char buf[16] = {0};
+
+    ok(vs_driver_register_extra(&bare_drv) == 0 &&
+           vs_driver_register_extra(&thru_drv) == 0,
+       "register the test formats");
+    ok(vs_driver_find("raw")->passthrough, "raw is a passthrough format");
+    ok(!vs_driver_find("qcow2")->passthrough, "qcow2 is not");
+    bare = open_over_file("test-bare", "bare");
+    ok(bare != NULL, "open a non-passthrough format over a file");
+    if (bare != NULL) {
+        bare_data(bare);
+        bare_rest(bare);
+    }
+    vs_bdev_close(bare);
+    thru = open_over_file("test-thru", "thru");
+    ok(thru != NULL, "open a passthrough format over a file");
+    if (thru == NULL)
+        return;
+    is_int(vs_bdev_pread(thru, buf, 10, 4096), 10,
+           "passthrough: a NULL preadv reads the file");
+    ok(memcmp(buf, "file bytes", 10) == 0, "at the same offsets");
+    is_int(vs_bdev_size(thru), MiB, "and its size is the file's");
+    vs_bdev_close(thru);
+}
+
+/* ---- request limits ---- */
+
+/* "lim": a mem object with small limits that counts what breaks them. */
+#define LIM_MAX (8 * KiB)
+#define LIM_ALIGN 512
+#define LIM_GRAN (16 * KiB)
+#define LIM_GRAN_OFF (4 * KiB)
+
+struct lim_seen {
+    uint64_t biggest;  /* the longest request of any kind */
+    int over;          /* requests longer than LIM_MAX */
+    int cut_unaligned; /* a piece of a split that ended off alignment */
+    int bad_discards;  /* discards not made of whole granules */
+    int discards, zeroes;
+};
+
+static struct lim_seen lim_seen;
+
+static void
+lim_note(uint64_t off, uint64_t len, bool last_piece)
+{
+    lim_seen.biggest = len > lim_seen.biggest ? len : lim_seen.biggest;
+    lim_seen.over += len > LIM_MAX;
+    lim_seen.cut_unaligned += !last_piece && (off + len) % LIM_ALIGN != 0;
+}
+
+static size_t
+iov_len(const struct iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+static ssize_t
+lim_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+           uint64_t off, unsigned flags)
+{
+    size_t len = iov_len(iov, iovcnt);
+
+    lim_note(off, len, len < LIM_MAX);
+    return mem_preadv(bs, iov, iovcnt, off, flags);
+}
+
+static ssize_t
+lim_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
+            uint64_t off, unsigned flags)
+{
+    size_t len = iov_len(iov, iovcnt);
+
+    lim_note(off, len, len < LIM_MAX);
+    return mem_pwritev(bs, iov, iovcnt, off, flags);
+}
+
+static int
+lim_discard(struct vs_bdev *bs, uint64_t off, uint64_t len)
+{
+    lim_seen.discards++;
+    lim_note(off, len, true);
+    if (off % LIM_GRAN != LIM_GRAN_OFF || len % LIM_GRAN != 0)
+        lim_seen.bad_discards++;
+    memset(mem_of(bs)->data + off, 0, len);
+    return 0;
+}
+
+static int
+lim_write_zeroes(struct vs_bdev *bs, uint64_t off, uint64_t len, unsigned flags)
+{
+    (void)flags;
+    lim_seen.zeroes++;
+    lim_note(off, len, len < LIM_MAX);
+    memset(mem_of(bs)->data + off, 0, len);
+    return 0;
+}
+
+static const struct vs_driver lim_drv = {
+    .api_version = VS_DRIVER_API_VERSION,
+    .struct_size = sizeof(struct vs_driver),
+    .name = "lim",
+    .kind = VS_DRIVER_PROTOCOL,
+    .close = mem_close,
+    .get_size = mem_get_size,
+    .preadv = lim_preadv,
+    .pwritev = lim_pwritev,
+    .discard = lim_discard,
+    .write_zeroes = lim_write_zeroes,
+};
+
+/* raw over a 1 MiB "lim" object filled with BYTE. */
+static struct vs_bdev *
+lim_stack(uint8_t byte)
+{
+    struct vs_bdev *m = mem_bdev_drv(&lim_drv, MiB, byte), *top = NULL;
+
+    m->limits = (struct vs_limits){.request_alignment = LIM_ALIGN,
+                                   .max_transfer = LIM_MAX,
+                                   .discard_granularity = LIM_GRAN,
+                                   .discard_alignment = LIM_GRAN_OFF};
+    if (vs_format_open("raw", m, NULL, 0, &top) < 0) {
+        vs_bdev_close(m);
+        return NULL;
+    }
+    return top;
+}
+
+static void
+test_limits_rw(void)
+{
+    struct vs_bdev *top = lim_stack(0);
+    uint8_t *in = malloc(300 * KiB), *out = calloc(1, 300 * KiB);
+    struct iovec iov[3] = {{out, 1000}, {out + 1000, 77}, {out + 1077, 99000}};
+
+    memset(&lim_seen, 0, sizeof(lim_seen));
+    is_int(top->limits.max_transfer, LIM_MAX,
+           "raw takes over its file's limits");
+    fill(in, 300 * KiB, 11);
+    is_int(vs_bdev_pwrite(top, in, 300 * KiB, 1001), 300 * KiB,
+           "a 300 KiB write over an 8 KiB limit");
+    is_int(vs_bdev_pread(top, out, 300 * KiB, 1001), 300 * KiB, "read it back");
+    ok(memcmp(in, out, 300 * KiB) == 0, "the data round-trips intact");
+    memset(out, 0, 300 * KiB);
+    is_int(vs_bdev_preadv(top, iov, 3, 1001, 0), 100077,
+           "a three-segment preadv across many pieces");
+    ok(memcmp(in, out, 100077) == 0, "its segments are filled in order");
+    is_int(vs_bdev_pread(top, out, 64 * KiB, MiB - 20000), 20000,
+           "a split read across the end is short");
+    is_int(lim_seen.over, 0, "no request exceeded the driver's limit");
+    is_int(lim_seen.biggest, LIM_MAX, "the pieces were as big as allowed");
+    is_int(lim_seen.cut_unaligned, 0,
+           "every cut fell on the request alignment");
+    vs_bdev_close(top);
+    free(in);
+    free(out);
+}
+
+static void
+test_limits_discard(void)
+{
+    struct vs_bdev *top = lim_stack(0xaa);
+    const uint8_t *d = mem_of(top->file)->data;
+    uint64_t off = 1000, len = 100 * KiB;
+
+    memset(&lim_seen, 0, sizeof(lim_seen));
+    is_int(vs_bdev_discard(top, off, len), 0, "an unaligned discard");
+    ok(lim_seen.discards > 0, "the whole granules were discarded (%d calls)",
+       lim_seen.discards);
+    is_int(lim_seen.bad_discards, 0, "only whole granules reached discard");
+    ok(lim_seen.zeroes > 0, "the head and tail were zeroed instead");
+    ok(d[off - 1] == 0xaa && tu_is_zero(d + off, len) && d[off + len] == 0xaa,
+       "exactly the range reads zeros");
+    memset(&lim_seen, 0, sizeof(lim_seen));
+    is_int(vs_bdev_discard(top, 5 * KiB, 2 * KiB), 0,
+           "a discard inside one granule");
+    ok(lim_seen.discards == 0 && tu_is_zero(d + 5 * KiB, 2 * KiB),
+       "is zeroed, not discarded");
+    memset(&lim_seen, 0, sizeof(lim_seen));
+    is_int(vs_bdev_write_zeroes(top, 3, 200 * KiB, 0), 0,
+           "a 200 KiB write_zeroes");
+    is_int(lim_seen.over, 0, "reached the driver in pieces within the limit");
+    is_int(lim_seen.cut_unaligned, 0, "cut at the request alignment");
+    vs_bdev_close(top);
+}
+
+/* The dir driver says what its file system does. */
+static void
+test_limits_dir(void)
+{
+    struct vs_bdev *bs = NULL, *dbs = NULL;
+    struct statvfs sv;
+    uint32_t a;
+
+    vs_object_create(st, "limits", MiB);
+    vs_object_open(st, "limits", 0, "limits", &bs);
+    vs_object_open(st, "limits", VS_OPEN_DIRECT, "limits", &dbs);
+    if (bs == NULL || dbs == NULL || statvfs(base, &sv) < 0) {
+        ok(false, "open the limits object twice");
+        vs_bdev_close(bs);
+        vs_bdev_close(dbs);
+        return;
+    }
+    is_int(bs->limits.request_alignment, 512, "dir: buffered alignment 512");
+    is_int(bs->limits.max_transfer, 0x7ffff000,
+           "dir: Linux's largest read or write");
+    is_int(bs->limits.discard_granularity, sv.f_frsize,
+           "dir: discard granularity is the file system's block");
+    is_int(bs->limits.grow_granularity, 1, "dir: grows by any byte count");
+    a = dbs->limits.request_alignment;
+    ok(!dbs->caps.direct || (a >= 512 && (a & (a - 1)) == 0 && a <= 4096),
+       "dir: O_DIRECT alignment is the logical block (%u)", a);
+    vs_bdev_close(bs);
+    vs_bdev_close(dbs);
+}
+
 int
 main(void)
 {
@@ -896,6 +1212,10 @@ main(void)
     test_emulation();
     test_submit_sync();
     test_submit_async();
+    test_passthrough_flag();
+    test_limits_rw();
+    test_limits_discard();
+    test_limits_dir();
     tu_scratch_close(st);
     return tap_done();
 }

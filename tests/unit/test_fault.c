@@ -1,0 +1,308 @@
+/*
+ * Unit tests of the fault-injection protocol driver (tests/fault) and of
+ * what its faults look like to the caller of the generic layer through a
+ * qcow2 layer over it: delays, EIO and ETIMEDOUT on the Nth or every
+ * request, short transfers, and requests that hang until released.  Each
+ * fault must reach vs_bdev_preadv/pwritev/flush as the right errno or a
+ * count (the generic layer completes short transfers), and what was
+ * acknowledged must read back unchanged afterwards, never wrong data.
+ *
+ * The stack: a dir store in a scratch directory, the "fault:" store over
+ * it, object "img" (a 4 MiB qcow2 image) opened through the fault store.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vs/bdev.h"
+#include "fault.h"
+#include "tap.h"
+#include "testutil.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024)
+#define IMG_SIZE (4 * MiB)
+
+static char base[64] = "/var/tmp/vstorfs-test-fault.XXXXXX";
+static struct vs_store *st, *fst;
+static uint8_t *ref; /* what the image holds as far as acknowledged */
+
+static void
+fill(uint8_t *buf, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 10));
+}
+
+/* qcow2 over "img" opened through the fault store, or NULL. */
+static struct vs_bdev *
+open_top(void)
+{
+    struct vs_bdev *file = NULL, *top = NULL;
+
+    if (vs_object_open(fst, "img", 0, "img", &file) < 0)
+        return NULL;
+    if (vs_format_open("qcow2", file, NULL, 0, &top) < 0) {
+        vs_bdev_close(file);
+        return NULL;
+    }
+    return top;
+}
+
+/* Write LEN bytes of pattern SEED at OFF; on success note them in ref.
+ * What vs_bdev_pwritev answered. */
+static ssize_t
+write_noted(struct vs_bdev *top, uint64_t off, size_t len, unsigned seed)
+{
+    uint8_t *buf = malloc(len);
+    struct iovec iov = {buf, len};
+    ssize_t n;
+
+    fill(buf, len, seed);
+    n = vs_bdev_pwritev(top, &iov, 1, off, 0);
+    if (n == (ssize_t)len)
+        memcpy(ref + off, buf, len);
+    free(buf);
+    return n;
+}
+
+/* Microseconds since some fixed point. */
+static long long
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+static void
+test_delay(struct vs_bdev *top)
+{
+    uint8_t *buf = malloc(64 * KiB);
+    int id = fault_add(&(struct fault_rule){.object = "img",
+                                            .ops = FAULT_READ,
+                                            .mode = FAULT_DELAY,
+                                            .delay_us = 30000});
+    long long t0 = now_us();
+
+    is_int(vs_bdev_pread(top, buf, 64 * KiB, 0), 64 * KiB,
+           "delay: a read completes");
+    ok(now_us() - t0 >= 30000, "delay: after the delay (%lld us)",
+       now_us() - t0);
+    ok(memcmp(buf, ref, 64 * KiB) == 0, "delay: with the right data");
+    ok(fault_hits(id) >= 1, "delay: the rule fired");
+    fault_clear();
+    free(buf);
+}
+
+static void
+test_fail_write(struct vs_bdev *top)
+{
+    int id;
+
+    is_int(write_noted(top, MiB, 64 * KiB, 1), 64 * KiB, "write A");
+    id = fault_add(&(struct fault_rule){.object = "img",
+                                        .ops = FAULT_WRITE,
+                                        .mode = FAULT_FAIL,
+                                        .err = EIO,
+                                        .nth = 1});
+    is_int(write_noted(top, MiB, 64 * KiB, 2), -EIO,
+           "EIO on the first write reaches the caller");
+    is_int(write_noted(top, MiB + 64 * KiB, 4 * KiB, 3), 4 * KiB,
+           "the second write is not the rule's: it succeeds");
+    is_int(fault_hits(id), 1, "the rule fired once");
+    fault_clear();
+    ok(tu_same(top, ref, IMG_SIZE), "what was acknowledged reads back");
+}
+
+static void
+test_fail_alloc(struct vs_bdev *top)
+{
+    fault_add(&(struct fault_rule){.object = "img",
+                                   .ops = FAULT_WRITE,
+                                   .mode = FAULT_FAIL,
+                                   .err = ETIMEDOUT});
+    is_int(write_noted(top, 3 * MiB, 128 * KiB, 4), -ETIMEDOUT,
+           "ETIMEDOUT on a write to new clusters reaches the caller");
+    fault_clear();
+    ok(tu_same(top, ref, IMG_SIZE),
+       "the clusters it could not write are not linked: zeros read back");
+    is_int(write_noted(top, 3 * MiB, 128 * KiB, 5), 128 * KiB,
+           "the same write succeeds once the storage answers");
+    ok(tu_same(top, ref, IMG_SIZE), "and reads back");
+}
+
+static void
+test_fail_read(struct vs_bdev *top)
+{
+    uint8_t *buf = malloc(64 * KiB);
+    int id = fault_add(&(struct fault_rule){.object = "img",
+                                            .ops = FAULT_READ,
+                                            .mode = FAULT_FAIL,
+                                            .err = ETIMEDOUT});
+
+    is_int(vs_bdev_pread(top, buf, 64 * KiB, MiB), -ETIMEDOUT,
+           "ETIMEDOUT on reads reaches the caller");
+    ok(fault_hits(id) >= 1, "the rule fired");
+    fault_clear();
+    is_int(vs_bdev_pread(top, buf, 64 * KiB, MiB), 64 * KiB,
+           "the read succeeds once the storage answers");
+    ok(memcmp(buf, ref + MiB, 64 * KiB) == 0, "with the acknowledged data");
+    free(buf);
+}
+
+static void
+test_other_object(struct vs_bdev *top)
+{
+    int id = fault_add(&(struct fault_rule){
+        .object = "other", .ops = FAULT_ALL, .mode = FAULT_FAIL, .err = EIO});
+
+    is_int(write_noted(top, 2 * MiB, 8 * KiB, 6), 8 * KiB,
+           "a rule for another object leaves this one alone");
+    is_int(vs_bdev_flush(top), 0, "... flush too");
+    is_int(fault_hits(id), 0, "that rule never fired");
+    fault_clear();
+}
+
+static void
+test_short(struct vs_bdev *top)
+{
+    uint8_t *buf = malloc(300 * KiB);
+    int id = fault_add(&(struct fault_rule){
+        .object = "img", .ops = FAULT_READ | FAULT_WRITE, .mode = FAULT_SHORT});
+    struct iovec iov = {buf, 300 * KiB};
+
+    is_int(write_noted(top, 2 * MiB + 100, 300 * KiB, 7), 300 * KiB,
+           "short writes below: the caller's write is whole");
+    is_int(vs_bdev_preadv(top, &iov, 1, 2 * MiB + 100, 0), 300 * KiB,
+           "short reads below: the caller's read is whole");
+    ok(memcmp(buf, ref + 2 * MiB + 100, 300 * KiB) == 0,
+       "and holds the written data, not zeros");
+    ok(fault_hits(id) >= 2, "transfers were cut (%u)", fault_hits(id));
+    ok(tu_same(top, ref, IMG_SIZE), "the whole image reads back");
+    fault_clear();
+    free(buf);
+}
+
+struct hung_io {
+    struct vs_bdev *top;
+    bool flush;
+    uint8_t *buf;
+    ssize_t ret;
+    int done;
+};
+
+static void *
+hung_worker(void *arg)
+{
+    struct hung_io *h = arg;
+
+    h->ret = h->flush ? vs_bdev_flush(h->top)
+                      : vs_bdev_pread(h->top, h->buf, 64 * KiB, MiB);
+    __atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void
+hang_one(struct vs_bdev *top, unsigned op, const char *what)
+{
+    struct hung_io h = {.top = top, .flush = op == FAULT_FLUSH};
+    int id = fault_add(&(struct fault_rule){
+        .object = "img", .ops = op, .mode = FAULT_HANG, .nth = 1});
+    pthread_t t;
+
+    h.buf = malloc(64 * KiB);
+    if (!h.flush)
+        write_noted(top, MiB, 64 * KiB, 8);
+    else
+        write_noted(top, 0, 4 * KiB, 9); /* something to flush */
+    pthread_create(&t, NULL, hung_worker, &h);
+    ok(fault_wait_hung(id, 1, 10000), "hang: the %s is held", what);
+    usleep(50000);
+    ok(!__atomic_load_n(&h.done, __ATOMIC_ACQUIRE),
+       "hang: the caller's %s has not returned", what);
+    fault_release(id);
+    pthread_join(t, NULL);
+    if (h.flush)
+        is_int(h.ret, 0, "hang: released, the flush succeeds");
+    else
+        ok(h.ret == 64 * KiB && memcmp(h.buf, ref + MiB, 64 * KiB) == 0,
+           "hang: released, the read returns the acknowledged data");
+    fault_clear();
+    free(h.buf);
+}
+
+static void
+test_flush_fail(void)
+{
+    struct vs_bdev *top = open_top();
+    int id;
+
+    ok(top != NULL, "reopen the image");
+    if (top == NULL)
+        return;
+    write_noted(top, 8 * KiB, 4 * KiB, 10);
+    id = fault_add(&(struct fault_rule){.object = "img",
+                                        .ops = FAULT_FLUSH,
+                                        .mode = FAULT_FAIL,
+                                        .err = EIO,
+                                        .nth = 1});
+    is_int(vs_bdev_flush(top), -EIO, "EIO on a flush reaches the caller");
+    is_int(fault_hits(id), 1, "the storage was asked to fail once");
+    fault_clear();
+    is_int(vs_bdev_flush(top), -EIO,
+           "and sticks: no later flush of the layer claims success");
+    ok(tu_same(top, ref, IMG_SIZE), "what was acknowledged reads back");
+    vs_bdev_close(top);
+}
+
+static int
+setup(void)
+{
+    char loc[256];
+
+    if (tu_scratch_open(base, &st) < 0)
+        return -1;
+    snprintf(loc, sizeof(loc), "fault:%s", st->location);
+    if (fault_register() < 0 || vs_store_open(loc, false, &fst) < 0 ||
+        tu_create_qcow2("img", IMG_SIZE, NULL, NULL) < 0) {
+        ok(false, "set up the fault store and the image");
+        return -1;
+    }
+    ok(strcmp(fst->drv->name, "fault") == 0, "the fault: scheme is known");
+    ref = calloc(1, IMG_SIZE);
+    return 0;
+}
+
+int
+main(void)
+{
+    struct vs_bdev *top;
+
+    if (setup() < 0)
+        return tap_done();
+    top = open_top();
+    ok(top != NULL, "qcow2 over a fault object opens");
+    if (top != NULL) {
+        is_int(write_noted(top, 0, 256 * KiB, 0), 256 * KiB, "first data");
+        test_delay(top);
+        test_fail_write(top);
+        test_fail_alloc(top);
+        test_fail_read(top);
+        test_other_object(top);
+        test_short(top);
+        hang_one(top, FAULT_READ, "read");
+        hang_one(top, FAULT_FLUSH, "flush");
+        vs_bdev_close(top);
+        test_flush_fail();
+    }
+    vs_store_close(fst);
+    tu_scratch_close(st);
+    free(ref);
+    return tap_done();
+}
