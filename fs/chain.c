@@ -184,7 +184,7 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
         return -EEXIST;
     if ((r = vs_node_check_writable(vol)) < 0)
         return r;
-    if (vs_merge_busy(parent->cat.id))
+    if (vs_merge_holds(tree, parent))
         return -EBUSY;
     if (vs_tree_in_chain(tree, parent, vol->cat.id))
         return -ELOOP;
@@ -228,7 +228,7 @@ vs_chain_set_format(struct vs_tree *tree, struct vs_node *vol,
         return -EINVAL; /* a layer over a parent is always qcow2 */
     if (strcmp(vol->cat.format, format) == 0)
         return 0;
-    if (vs_merge_busy(vol->cat.id))
+    if (vs_merge_holds(tree, vol))
         return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
     if (r < 0)
@@ -267,7 +267,7 @@ vs_chain_clear_backing(struct vs_tree *tree, struct vs_node *vol)
         return -ENOENT;
     if ((r = vs_node_check_writable(vol)) < 0)
         return r;
-    if (vs_merge_busy(vol->cat.id))
+    if (vs_merge_holds(tree, vol))
         return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
     if (r == 0)
@@ -402,7 +402,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
         return -EEXIST;
     if (vol->layers_above > 0)
         return -EINVAL; /* already a frozen layer */
-    if (vs_merge_busy(vol->cat.id))
+    if (vs_merge_holds(tree, vol))
         return -EBUSY;
     r = vs_node_bdev(tree, vol, &bs);
     if (r < 0)

@@ -170,6 +170,9 @@ struct vs_node {
     /* volumes only: why it cannot be served (its record is untrusted or
      * missing, its backing is missing), or NULL */
     char *unavailable;
+    /* volumes only: its record says a merge of it is under way, and that
+     * merge waits for another one along its chain to end (merge.c) */
+    bool merge_waiting;
 };
 
 struct vs_tree {
@@ -298,6 +301,10 @@ void vs_merge_resume_all(struct vs_tree *tree);
 void vs_merge_stop_all(void);
 /* Whether a running merge involves volume ID / any merge runs. */
 bool vs_merge_busy(int64_t id);
+/* Whether NODE's chain must not change: a running merge involves it, or
+ * its record or its backing's says a merge is under way (one that failed
+ * or waits resumes later, and needs the chain as it is). */
+bool vs_merge_holds(struct vs_tree *tree, const struct vs_node *node);
 bool vs_merge_any_running(void);
 /* "merge\tLAYER\tchild|down\tDONE\tTOTAL\tSTATE[\tREASON]\n" for the job of
  * volume ID (-ENODATA if none), or for every job. */

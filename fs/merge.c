@@ -104,6 +104,19 @@ vs_merge_busy(int64_t id)
     return id > 0 && job_involves(id);
 }
 
+static bool
+merge_flagged(const struct vs_node *n)
+{
+    return n && (n->cat.flags & (VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN));
+}
+
+bool
+vs_merge_holds(struct vs_tree *tree, const struct vs_node *node)
+{
+    return vs_merge_busy(node->cat.id) || merge_flagged(node) ||
+           merge_flagged(vs_tree_volume(tree, node->cat.backing_id));
+}
+
 bool
 vs_merge_any_running(void)
 {
@@ -115,6 +128,8 @@ vs_merge_any_running(void)
     pthread_mutex_unlock(&jobs_lock);
     return any;
 }
+
+static void resume(struct vs_tree *tree, bool only_waiting);
 
 /* ---- copying ---- */
 
@@ -142,6 +157,10 @@ merge_thread(void *arg)
         merge_untrack_writes(job);
     vs_bdev_close(vdst);
     job->error = r;
+    /* still RUNNING (so no launch joins this thread) and switched (so it
+     * holds none of its volumes): merges that waited for this one go on */
+    if (r == 0)
+        resume(job->tree, true);
     atomic_store(&job->state, r == 0        ? JOB_DONE
                               : r == -EINTR ? JOB_PAUSED
                                             : JOB_FAILED);
@@ -276,27 +295,70 @@ vs_merge_start(struct vs_tree *tree, struct vs_node *v)
     return launch(tree, v, c, down < up);
 }
 
+/* A running job whose layer (V) is ID. */
+static bool
+job_merges(int64_t id)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&jobs_lock);
+    for (struct vs_job *j = jobs; j && !found; j = j->next)
+        found = !job_ended(j) && atomic_load(&j->state) == JOB_RUNNING &&
+                j->v_id == id;
+    pthread_mutex_unlock(&jobs_lock);
+    return found;
+}
+
+/* Restart the merge V's record says is under way, unless another job
+ * holds its child or its backing: merges along one chain run one after
+ * the other (one whose backing or child vanished under it would fail), so
+ * V waits, and the end of that job resumes it.  Tree locked for writing. */
+static void
+resume_one(struct vs_tree *tree, struct vs_node *v)
+{
+    struct vs_node *c = child_of(tree, v);
+
+    if (!c || job_merges(v->cat.id))
+        return;
+    if (v->layers_above != 1) {
+        /* a clone made while the merge was failed: merging now would
+         * leave the others without their backing */
+        v->merge_waiting = false;
+        vs_log(LOG_ERR,
+               "volume '%s': its merge cannot resume: %u volumes are based "
+               "on it; rmdir it again once one is",
+               v->vol->label, v->layers_above);
+        return;
+    }
+    if (job_involves(v->cat.id) || job_involves(c->cat.id) ||
+        (v->cat.backing_id && job_involves(v->cat.backing_id))) {
+        v->merge_waiting = true;
+        return;
+    }
+    v->merge_waiting = false;
+    vs_log(LOG_NOTICE, "volume '%s': resuming its merge", v->vol->label);
+    if (launch(tree, v, c, v->cat.flags & VS_RECF_MERGE_DOWN) < 0)
+        vs_log(LOG_ERR, "volume '%s': cannot resume its merge",
+               v->vol->label);
+}
+
+static void
+resume(struct vs_tree *tree, bool only_waiting)
+{
+    vs_tree_wrlock(tree);
+    for (size_t i = 0; i < tree->hash_size && !merge_stopping(); i++)
+        for (struct vs_node *n = tree->hash[i]; n; n = n->hash_next)
+            if (n->cat.kind == VS_NODE_VOLUME && merge_flagged(n) &&
+                (!only_waiting || n->merge_waiting) &&
+                vs_node_check_writable(n) == 0)
+                resume_one(tree, n);
+    vs_tree_unlock(tree);
+}
+
 void
 vs_merge_resume_all(struct vs_tree *tree)
 {
-    const uint32_t merging = VS_RECF_MERGE_CHILD | VS_RECF_MERGE_DOWN;
-
-    vs_tree_wrlock(tree);
-    for (size_t i = 0; i < tree->hash_size; i++) {
-        for (struct vs_node *n = tree->hash[i]; n; n = n->hash_next) {
-            struct vs_node *c;
-            if (n->cat.kind != VS_NODE_VOLUME || !(n->cat.flags & merging) ||
-                vs_node_check_writable(n) < 0 || !(c = child_of(tree, n)) ||
-                job_involves(n->cat.id))
-                continue;
-            vs_log(LOG_NOTICE, "volume '%s': resuming its merge",
-                   n->vol->label);
-            if (launch(tree, n, c, n->cat.flags & VS_RECF_MERGE_DOWN) < 0)
-                vs_log(LOG_ERR, "volume '%s': cannot resume its merge",
-                       n->vol->label);
-        }
-    }
-    vs_tree_unlock(tree);
+    resume(tree, false);
 }
 
 void

@@ -279,7 +279,9 @@ os.execv(sys.argv[1], sys.argv[1:])' "$VSTORFS" -f "$dir" "$MNT" "$@" \
         </dev/null >>"$LOG" 2>&1 &
     VSTORFS_PID=$!
     VSTORFS_STATUS=
-    for ((i = 0; i < 100; i++)); do
+    # a start rescans every record: thousands of volumes under a sanitizer
+    # take seconds
+    for ((i = 0; i < ${VSTORFS_MOUNT_WAIT:-60} * 10; i++)); do
         if is_mounted; then
             return 0
         fi
@@ -302,7 +304,7 @@ start_vstorfs() {
     case $rc in
     0) return 0 ;;
     1) bail "vstorfs exited with status $VSTORFS_STATUS before mounting $MNT" ;;
-    *) bail "vstorfs did not mount $MNT within 10 s" ;;
+    *) bail "vstorfs did not mount $MNT within ${VSTORFS_MOUNT_WAIT:-60} s" ;;
     esac
 }
 

@@ -341,4 +341,15 @@ lines=$(log_new_lines | grep -ac 'merge of')
 assert_eq 1 "$lines" "one log line about the failed merge"
 log_has "merge of 'fdom/img/v' failed: cannot open the layer to copy down into" &&
     ok "the log line says why" || not_ok "the log line says why" "$(log_new_lines)"
+# The failed merge resumes at the next start, into v's one child: until
+# then v's chain and its child's stay as they are.  (The storm, out of
+# descriptors, failed merges, cloned their layers, and the resumed merge
+# removed a layer that a clone was still based on.)
+mkdir "$D/img/other" || bail "mkdir other"
+check_fails "a clone of the layer whose merge failed is refused" \
+    ln -s ../v "$D/img/other/backing"
+check_fails "a snapshot of its child is refused" snap "$D/img/c" csnap
+check_fails "its child's backing link stays" rm "$D/img/c/backing"
+assert_eq 1 "$(log_new_lines | grep -ac "refused symlink 'fdom/img/other/backing'.*EBUSY")" \
+    "one log line for the refused clone"
 stop_vstorfs
