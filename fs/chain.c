@@ -408,7 +408,8 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     if (r < 0)
         return r;
     /* the new layer names the current object, which does not change, so
-     * it is made before I/O is held off; only the size may still grow */
+     * it is made before I/O is held off; only the size may still grow
+     * (then it is made again, below) */
     vs_uuid_generate(object);
     size = atomic_load(&v->size);
     /* VOL's record names the new layer before it exists: a crash before
@@ -424,12 +425,15 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     /* no flush here: the old top becomes the new top's backing, and the
      * guest's next flush makes its pending writes durable (see bdev.c) */
     pthread_rwlock_wrlock(&v->io_lock);
-    r = open_new_top(vol, object, v->bdev, &top);
-    if (r == 0 && atomic_load(&v->size) != size &&
-        (r = vs_bdev_truncate(top, atomic_load(&v->size))) < 0) {
-        top->backing = NULL;
-        vs_bdev_close(top);
-    }
+    /* Grown meanwhile: make the layer again at the new size.  Growing it
+     * would hide what the guest wrote past SIZE in the old top: a truncate
+     * up zeroes the part where the backing is longer (qcow2_truncate). */
+    if (atomic_load(&v->size) != size &&
+        (r = vs_object_remove(vol->domain->store, object)) == 0)
+        r = make_layer(vol->domain->store, object, "qcow2",
+                       atomic_load(&v->size), vol, v->label);
+    if (r == 0)
+        r = open_new_top(vol, object, v->bdev, &top);
     if (r < 0)
         vs_object_remove(vol->domain->store, object);
     if (r == 0 && (r = publish_snapshot(tree, vol, name, object, out)) < 0) {

@@ -236,22 +236,10 @@ else
             grep -hE "($u|/($names)( |$|/))" "$T"/worker*.log | grep -- ' -> ' |
                 sort -n | head -n 40
         done)
-    # KNOWN BUG, open in issue 7: rarely one acknowledged block reads as
-    # zeros after a down merge of a snapshot of a grown clone (the data is
-    # in the layer's cluster, its extended-L2 bits say zero).  Reported as
-    # a TAP TODO, with everything needed to replay it, until it is fixed;
-    # set STORM_STRICT=1 to make it fail.
-    if [ "${STORM_STRICT:-0}" = 1 ]; then
-        not_ok "every block acknowledged by fsync reads back" "$out" "$hist" \
-            "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
-    else
-        TAP_N=$((TAP_N + 1))
-        printf 'not ok %d - every block acknowledged by fsync reads back # TODO known lost-subcluster bug (issue 7)\n' \
-            "$TAP_N" >&3
-        echo "KNOWN BUG (TODO): $out"
-        printf '  %s\n' "$hist" "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
-        diag "$out"
-    fi
+    # (the one block it used to lose, zeros after the down merge of a grown
+    # clone's snapshot, was a grow racing the snapshot: test_snapshot_grow)
+    not_ok "every block acknowledged by fsync reads back" "$out" "$hist" \
+        "storm seed $SEED (STORM_SEED=$SEED STORM_WORKERS=$WORKERS replays it)"
 fi
 
 # ---- the backend ----
