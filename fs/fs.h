@@ -96,9 +96,15 @@ struct vs_volume {
      * vs_node_bdev answers it again without retrying (and logging) */
     int bdev_error;
     int64_t bdev_error_at; /* CLOCK_MONOTONIC seconds */
+    /* I/O error lines are rate-limited per volume (io.c): when the last
+     * was logged (CLOCK_MONOTONIC seconds + 1; 0: never) and how many
+     * failures were left out since */
+    _Atomic int64_t io_error_logged_at;
+    atomic_uint io_errors_unlogged;
 };
 
 #define VS_BDEV_RETRY_SECS 60 /* a chain that did not open is retried after */
+#define VS_IO_ERROR_LOG_SECS 10 /* one I/O error line per volume per */
 
 #define VS_MERGE_CHUNK (1u << 20) /* what a merge copies in one step */
 

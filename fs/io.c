@@ -17,6 +17,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs.h"
 #include "vs/log.h"
@@ -58,12 +59,37 @@ handle_of(struct fuse_file_info *fi)
     return (struct vs_handle *)(uintptr_t)fi->fh;
 }
 
+/* One line per volume per VS_IO_ERROR_LOG_SECS at most, the next one
+ * saying how many failures it left out: a failing disk under a busy guest
+ * would otherwise write a line per request (and the guest retries). */
 static void
 log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
              size_t len, int err)
 {
-    vs_log(LOG_ERR, "%s of '%s' at %llu (+%zu) failed: %s", op, h->vol->label,
-           (unsigned long long)off, len, strerror(err));
+    struct vs_volume *vol = h->vol;
+    struct timespec ts;
+    int64_t now, last;
+    unsigned quiet;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (int64_t)ts.tv_sec + 1; /* 0 means "never logged" */
+    last = atomic_load(&vol->io_error_logged_at);
+    if ((last != 0 && now - last < VS_IO_ERROR_LOG_SECS) ||
+        !atomic_compare_exchange_strong(&vol->io_error_logged_at, &last,
+                                        now)) {
+        atomic_fetch_add(&vol->io_errors_unlogged, 1);
+        return;
+    }
+    quiet = atomic_exchange(&vol->io_errors_unlogged, 0);
+    if (quiet)
+        vs_log(LOG_ERR,
+               "%s of '%s' at %llu (+%zu) failed: %s (and %u more failed "
+               "requests of this volume not logged since the last line)",
+               op, vol->label, (unsigned long long)off, len, strerror(err),
+               quiet);
+    else
+        vs_log(LOG_ERR, "%s of '%s' at %llu (+%zu) failed: %s", op,
+               vol->label, (unsigned long long)off, len, strerror(err));
 }
 
 /* Refuse the open of NODE's data with ERR, logging WHY. */

@@ -60,6 +60,15 @@ check "16 MiB into v2" dd if=/dev/urandom of="$I/v2/data" bs=1M count=16 \
 check "fill the file system through v1 until ENOSPC" fill "$I/v1"
 diag "free for root after filling: $(free_root) bytes"
 assert_num "$(free_root)" lt $RESERVE "the file system is full"
+# a guest retrying its failed writes: one log line, not one a request
+log_mark
+for ((k = 0; k < 50; k++)); do
+    pattern 0xcd 1 | dd of="$I/v1/data" bs=1M oflag=append,direct conv=notrunc \
+        status=none 2>/dev/null && break
+done
+assert_num "$k" eq 50 "50 more writes past the end fail on the full file system"
+assert_num "$(log_new_lines | grep -ac "write of 'dom/img/v1' at")" le 1 \
+    "... and make at most one log line (rate-limited per volume)"
 sum1=$(md5sum <"$I/v1/data")
 full_avail=$(df_avail)
 
