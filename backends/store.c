@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,25 @@ vs_store_list(const char *root, int (*fn)(const char *name, void *arg),
     if (list_cb == NULL)
         return -EPROTONOSUPPORT;
     return list_cb(root, fn, arg);
+}
+
+int
+vs_store_root_prepare(const char *root)
+{
+    const struct vs_driver *drv = vs_driver_for_location(root);
+    int (*prepare_cb)(const char *) = VS_DRV_CB(drv, store_root_prepare);
+
+    if (drv == NULL)
+        return -EPROTONOSUPPORT;
+    return prepare_cb ? prepare_cb(root) : 0;
+}
+
+int
+vs_store_default_root(const char *data_dir, char **out)
+{
+    /* the one place outside the driver that names it: the embedded
+     * default is a local directory beside the catalog */
+    return asprintf(out, "dir:%s/domains", data_dir) < 0 ? -ENOMEM : 0;
 }
 
 void

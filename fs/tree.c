@@ -654,14 +654,12 @@ vs_tree_open(const char *data_dir, const char *domain_root,
              const char *catalog_path, unsigned flags, struct vs_tree **out)
 {
     struct vs_tree *tree = calloc(1, sizeof(*tree));
-    char *domains = NULL;
     int r;
 
     if (!tree || !(tree->data_dir = strdup(data_dir)) ||
-        asprintf(&domains, "%s/domains", data_dir) < 0 ||
         (domain_root ? !(tree->domain_root = strdup(domain_root))
-                     : asprintf(&tree->domain_root, "dir:%s", domains) < 0)) {
-        free(domains);
+                     : vs_store_default_root(data_dir, &tree->domain_root) <
+                           0)) {
         if (tree) {
             free(tree->data_dir);
             free(tree->domain_root);
@@ -673,10 +671,9 @@ vs_tree_open(const char *data_dir, const char *domain_root,
     tree->defer_repairs = flags & VS_TREE_DEFER_REPAIRS;
     tree->root.cat.kind = VS_NODE_ROOT;
     tree->root.cat.mode = DIR_MODE;
-    r = make_dir(data_dir);
-    if (r == 0 && !domain_root)
-        r = make_dir(domains);
-    free(domains);
+    r = make_dir(data_dir); /* the catalog's: host-local state */
+    if (r == 0)
+        r = vs_store_root_prepare(tree->domain_root);
     if (r == 0)
         r = open_catalog(tree, catalog_path);
     if (r == 0)

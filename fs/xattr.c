@@ -140,7 +140,7 @@ get_backend(const struct xctx *x, char *buf, size_t len)
     struct vs_node *dom = domain_of(x->node);
 
     if (!dom || dom->cat.kind != VS_NODE_DOMAIN)
-        return snprintf(buf, len, "dir:%s", vs_fs.tree->data_dir);
+        return snprintf(buf, len, "%s", vs_fs.tree->domain_root);
     return snprintf(buf, len, "%s", dom->cat.location);
 }
 

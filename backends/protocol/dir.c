@@ -353,6 +353,20 @@ dir_scan(struct dir_store *ds, bool hidden,
 
 /* The stores under ROOT: its directory's subdirectories (a dotted name is
  * never a store). */
+/* The directory that holds the stores, made (private: the domains hold
+ * the disks) if it is missing; its parent must exist. */
+static int
+dir_store_root_prepare(const char *root)
+{
+    const char *path = dir_path_of(root);
+
+    if (path == NULL)
+        return -EINVAL;
+    if (mkdir(path, 0700) == 0)
+        return sync_parent(path);
+    return errno == EEXIST ? 0 : -errno;
+}
+
 static int
 dir_store_list(const char *root, int (*fn)(const char *name, void *arg),
                void *arg)
@@ -564,6 +578,7 @@ const struct vs_driver vs_driver_dir = {
     .store_destroy = dir_store_destroy,
     .store_space = dir_store_space,
     .store_list = dir_store_list,
+    .store_root_prepare = dir_store_root_prepare,
     .object_create = dir_object_create,
     .object_remove = dir_object_remove,
     .object_open = dir_object_open,

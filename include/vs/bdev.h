@@ -37,6 +37,13 @@ int vs_store_open(const char *location, bool create, struct vs_store **out);
  * locations are ROOT "/" NAME).  -EPROTONOSUPPORT if no driver lists ROOT. */
 int vs_store_list(const char *root, int (*fn)(const char *name, void *arg),
                   void *arg);
+/* Make the location ROOT ready to hold stores (see store_root_prepare);
+ * 0 when its driver needs nothing made. */
+int vs_store_root_prepare(const char *root);
+/* The location (malloc'd into *OUT) where a host whose local state is in
+ * DATA_DIR keeps its domains when it is not told another: a directory of
+ * the local directory driver, DATA_DIR/domains. */
+int vs_store_default_root(const char *data_dir, char **out);
 /* Close a store; NULL is allowed. */
 void vs_store_close(struct vs_store *st);
 /* Remove an empty store and free it (also on failure: st is consumed only

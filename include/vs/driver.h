@@ -331,6 +331,12 @@ struct vs_driver {
      * emulated or answers -ENOTSUP: the safe default for a format that
      * maps offsets.  Meaningless for protocol drivers. */
     bool passthrough;
+
+    /* Protocol drivers: make the location ROOT ready to hold stores (the
+     * local directory driver makes the directory if it is missing), so
+     * that store_list and store_open with create work on it.  NULL: the
+     * root needs nothing made. */
+    int (*store_root_prepare)(const char *root);
 };
 
 #endif

@@ -96,7 +96,8 @@ assert_match "$UUID_RE" "$ruuid" "root: user.vstor.uuid is a uuid"
 assert_eq root "$(xget "$MNT" user.vstor.kind)" "root: user.vstor.kind"
 check_capacity "$MNT"
 assert_eq - "$(xget "$MNT" user.vstor.format)" "root: user.vstor.format is -"
-assert_eq "dir:$DATA_REAL" "$(xget "$MNT" user.vstor.backend)" "root: user.vstor.backend is dir:DATA_DIR"
+assert_eq "dir:$DATA_REAL/domains" "$(xget "$MNT" user.vstor.backend)" \
+    "root: user.vstor.backend is where the domains are, dir:DATA_DIR/domains"
 assert_match "$ISO_RE" "$(xget "$MNT" user.vstor.created)" "root: user.vstor.created is ISO 8601 UTC"
 check_caps "$MNT"
 expect_errno ENODATA getxattr "$MNT" user.vstor.object

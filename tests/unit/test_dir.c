@@ -327,12 +327,22 @@ test_store_list(void)
 {
     char root[96], loc[160], path[160], seen[256] = "";
     struct vs_store *st;
+    struct stat sb;
 
     snprintf(root, sizeof(root), "dir:%s/roots", base);
     is_int(vs_store_list(root, collect_name, seen), -ENOENT,
            "listing a missing root is ENOENT");
     snprintf(path, sizeof(path), "%s/roots", base);
-    mkdir(path, 0700);
+    is_int(vs_store_root_prepare(root), 0, "preparing the root makes it");
+    ok(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+           (sb.st_mode & 07777) == 0700,
+       "... a directory of mode 0700");
+    is_int(vs_store_root_prepare(root), 0, "preparing it again is a no-op");
+    snprintf(loc, sizeof(loc), "dir:%s/no/roots", base);
+    is_int(vs_store_root_prepare(loc), -ENOENT,
+           "a root whose parent is missing is not made");
+    is_int(vs_store_root_prepare("bogus://x"), -EPROTONOSUPPORT,
+           "no driver prepares an unknown scheme");
     snprintf(loc, sizeof(loc), "%s/a", root);
     if (vs_store_open(loc, true, &st) == 0)
         vs_store_close(st);
