@@ -98,7 +98,7 @@ piece_len(uint64_t off, uint64_t len, uint64_t max, uint64_t align)
 static int
 check_writable(struct vs_bdev *bs)
 {
-    if (bs->open_flags & VS_OPEN_RDONLY)
+    if ((bs->open_flags & VS_OPEN_RDONLY) || bs->frozen)
         return -EROFS;
     /* remember the write for flushes from a layer above (see flush) */
     if (!__atomic_load_n(&bs->dirty, __ATOMIC_RELAXED))

@@ -298,6 +298,8 @@ vs_format_open(const char *format, struct vs_bdev *file,
         return -ENOMEM;
     bs->file = file;
     bs->backing = backing;
+    if (backing != NULL)
+        backing->frozen = 1; /* a layer with a child never changes */
     bs->caps = file->caps;
     if (VS_DRV_PASSTHROUGH(drv))
         bs->limits = file->limits; /* same bytes at the same offsets */
@@ -308,11 +310,24 @@ vs_format_open(const char *format, struct vs_bdev *file,
     if (r < 0) {
         vs_log_debug(VS_LOG_CAT_BACKEND, "'%s': %s open failed: %s", bs->name,
                      format, strerror(-r));
+        if (backing != NULL)
+            backing->frozen = 0; /* the caller keeps it, as it was */
         bdev_free(bs);
         return r;
     }
     *out = bs;
     return 0;
+}
+
+struct vs_bdev *
+vs_bdev_detach_backing(struct vs_bdev *bs)
+{
+    struct vs_bdev *backing = bs->backing;
+
+    bs->backing = NULL;
+    if (backing != NULL)
+        backing->frozen = 0;
+    return backing;
 }
 
 void

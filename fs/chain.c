@@ -437,7 +437,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     if (r < 0)
         vs_object_remove(vol->domain->store, object);
     if (r == 0 && (r = publish_snapshot(tree, vol, name, object, out)) < 0) {
-        top->backing = NULL; /* the old chain stays the volume's */
+        vs_bdev_detach_backing(top); /* the old chain stays the volume's */
         vs_bdev_close(top);
         vs_object_remove(vol->domain->store, object);
     }

@@ -77,6 +77,11 @@ int vs_format_open(const char *format, struct vs_bdev *file,
 
 /* Close a bdev and, recursively, the children it owns; NULL is allowed. */
 void vs_bdev_close(struct vs_bdev *bs);
+/* Take BS's backing out of it and hand it to the caller (closing BS then
+ * leaves it open); it is writable again if it was before it was attached.
+ * vs_format_open attaches a backing and freezes it: the stack refuses
+ * writes through a layer that has a child (-EROFS). */
+struct vs_bdev *vs_bdev_detach_backing(struct vs_bdev *bs);
 /* Virtual size in bytes, or -errno (-ENOTSUP: no layer can say). */
 int64_t vs_bdev_size(struct vs_bdev *bs);
 /* Bytes used on the storage: a format that does not count its own uses

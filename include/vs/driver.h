@@ -181,6 +181,10 @@ struct vs_bdev {
      * second revision: the generic layer allocates bdevs, so drivers that
      * never touch it get the defaults. */
     struct vs_limits limits;
+    /* Generic layer only: this bdev is another layer's backing (frozen:
+     * every write through it fails with -EROFS).  Set when it is attached
+     * as a backing, cleared by vs_bdev_detach_backing. */
+    int frozen;
 };
 
 /*

@@ -717,11 +717,36 @@ test_chain_status(void)
                  HALF_BLOCK, "chain: block 3 is the backing's hole");
     expect_chain(top, 5 * HALF_BLOCK, 512 * KiB, VS_BS_ZERO, HALF_BLOCK,
                  "chain: past the backing's end nobody owns it");
-    vs_bdev_close(top->backing);
-    top->backing = NULL;
+    vs_bdev_close(vs_bdev_detach_backing(top));
     expect_chain(top, HALF_BLOCK, 512 * KiB, VS_BS_ZERO, HALF_BLOCK,
                  "chain: without a backing an unowned block is zero");
     vs_bdev_close(top);
+}
+
+/* A layer opened over a backing freezes it: writes through the backing
+ * fail until it is detached (then it is the caller's, writable again). */
+static void
+test_frozen_backing(void)
+{
+    struct vs_bdev *parent = open_raw("frozen-base", 64 * KiB, 0);
+    struct vs_bdev *file = NULL, *top = NULL;
+    char byte = 1;
+
+    ok(vs_bdev_pwrite(parent, &byte, 1, 0) == 1, "frozen: a lone layer is writable");
+    vs_object_create(st, "frozen-top", 0);
+    vs_object_open(st, "frozen-top", 0, "frozen-top", &file);
+    ok(vs_format_create("qcow2", file, 64 * KiB, "frozen-base", "raw") == 0 &&
+           vs_format_open("qcow2", file, parent, 0, &top) == 0,
+       "frozen: a qcow2 layer opens over it");
+    ok(vs_bdev_pwrite(parent, &byte, 1, 0) == -EROFS,
+       "frozen: once it is a backing it refuses writes (EROFS)");
+    ok(vs_bdev_pwrite(top, &byte, 1, 0) == 1, "frozen: the top takes them");
+    ok(vs_bdev_detach_backing(top) == parent && top->backing == NULL,
+       "frozen: detaching hands the backing back");
+    ok(vs_bdev_pwrite(parent, &byte, 1, 0) == 1,
+       "frozen: detached, it is writable again");
+    vs_bdev_close(top);
+    vs_bdev_close(parent);
 }
 
 /* ---- copy ---- */
@@ -1207,6 +1232,7 @@ main(void)
     test_sticky_flush();
     test_fall_through();
     test_chain_status();
+    test_frozen_backing();
     test_copy_storage();
     test_copy_memory();
     test_emulation();
