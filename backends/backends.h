@@ -32,6 +32,29 @@
          (drv)->struct_size &&                                                 \
      (drv)->passthrough)
 
+/* DRV's thread model (enum vs_thread_model): parallel for a NULL driver
+ * or one whose struct_size ends before the field. */
+#define VS_DRV_THREAD_MODEL(drv)                                               \
+    ((drv) != NULL &&                                                          \
+             offsetof(struct vs_driver, thread_model) +                        \
+                     sizeof((drv)->thread_model) <=                            \
+                 (drv)->struct_size                                            \
+         ? (drv)->thread_model                                                 \
+         : VS_THREAD_PARALLEL)
+
+/* Evaluate the driver call EXPR with layer L's request lock held when its
+ * driver serializes requests (bs->serial); the value of EXPR. */
+#define VS_SERIALIZED(l, expr)                                                 \
+    __extension__({                                                            \
+        pthread_mutex_t *serial_ = (l)->serial;                                \
+        if (serial_ != NULL)                                                   \
+            pthread_mutex_lock(serial_);                                       \
+        __typeof__(expr) ret_ = (expr);                                        \
+        if (serial_ != NULL)                                                   \
+            pthread_mutex_unlock(serial_);                                     \
+        ret_;                                                                  \
+    })
+
 /* Fill in the defaults of the zero fields of L and make its values
  * consistent (see struct vs_limits); never fails.  store.c. */
 void vs_limits_fill(struct vs_limits *l);

@@ -113,7 +113,8 @@ vs_bdev_size(struct vs_bdev *bs)
 {
     struct vs_bdev *l = LAYER_WITH(bs, get_size);
 
-    return l != NULL ? VS_DRV_CB(l->drv, get_size)(l) : -ENOTSUP;
+    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, get_size)(l))
+                     : -ENOTSUP;
 }
 
 int64_t
@@ -125,7 +126,8 @@ vs_bdev_allocated(struct vs_bdev *bs)
     while (l != NULL && VS_DRV_CB(l->drv, get_allocated) == NULL)
         l = l->file;
 
-    return l != NULL ? VS_DRV_CB(l->drv, get_allocated)(l) : -ENOTSUP;
+    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, get_allocated)(l))
+                     : -ENOTSUP;
 }
 
 int
@@ -138,7 +140,8 @@ vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
         return r;
     if (size > INT64_MAX)
         return -EFBIG;
-    return l != NULL ? VS_DRV_CB(l->drv, truncate)(l, size) : -ENOTSUP;
+    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, truncate)(l, size))
+                     : -ENOTSUP;
 }
 
 /* ---- data ---- */
@@ -209,7 +212,7 @@ rw_pieces(struct vs_bdev *l, rw_fn cb, const struct vs_limits *lim,
             (size_t)piece_len(offset + done, len - done, lim->max_transfer,
                               lim->request_alignment);
         int cnt = iov_slice(iov, iovcnt, done, want, part);
-        ssize_t n = cb(l, part, cnt, offset + done, flags);
+        ssize_t n = VS_SERIALIZED(l, cb(l, part, cnt, offset + done, flags));
 
         if (n < 0)
             return n;
@@ -242,7 +245,7 @@ bdev_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
     lim = limits_of(l);
     /* the common case: one call within the limits, done in full */
     if (len <= lim.max_transfer) {
-        n = cb(l, iov, iovcnt, offset, flags);
+        n = VS_SERIALIZED(l, cb(l, iov, iovcnt, offset, flags));
         if (n > (ssize_t)len)
             return -EIO; /* a driver broke its contract */
         if (n < 0 || (size_t)n == len || (n == 0 && !write))
@@ -351,7 +354,7 @@ vs_bdev_flush(struct vs_bdev *bs)
     }
     __atomic_store_n(&bs->dirty, 0, __ATOMIC_RELEASE);
     if (r == 0)
-        r = flush_cb != NULL ? flush_cb(bs) : 0;
+        r = flush_cb != NULL ? VS_SERIALIZED(bs, flush_cb(bs)) : 0;
     if (r == 0 && bs->file != NULL)
         r = vs_bdev_flush(bs->file);
     return r < 0 ? flush_fail(bs, r) : 0;
@@ -371,7 +374,7 @@ discard_granules(struct vs_bdev *l, uint64_t start, uint64_t end,
 
     while (start < end) {
         uint64_t n = MIN(end - start, max);
-        int r = cb(l, start, n);
+        int r = VS_SERIALIZED(l, cb(l, start, n));
 
         if (r < 0)
             return r;
@@ -429,7 +432,7 @@ vs_bdev_set_backing(struct vs_bdev *bs, const char *name, const char *format)
     int (*cb)(struct vs_bdev *, const char *, const char *) =
         VS_DRV_CB(bs->drv, set_backing);
 
-    return cb != NULL ? cb(bs, name, format) : -ENOTSUP;
+    return cb != NULL ? VS_SERIALIZED(bs, cb(bs, name, format)) : -ENOTSUP;
 }
 
 int
@@ -442,7 +445,8 @@ vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         return r;
     if (length == 0)
         return 0;
-    return l != NULL ? VS_DRV_CB(l->drv, allocate)(l, offset, length)
+    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, allocate)(
+                                            l, offset, length))
                      : -ENOTSUP;
 }
 
@@ -481,7 +485,7 @@ zeroes_native(struct vs_bdev *l, uint64_t offset, uint64_t length,
     while (length > 0) {
         uint64_t n =
             piece_len(offset, length, lim.max_transfer, lim.request_alignment);
-        int r = cb(l, offset, n, flags);
+        int r = VS_SERIALIZED(l, cb(l, offset, n, flags));
 
         if (r == -ENOTSUP && !first)
             return zeroes_emulate(l, offset, length, flags);
@@ -529,7 +533,7 @@ vs_bdev_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
         *pnum = length;
         return VS_BS_ALLOCATED | VS_BS_DATA;
     }
-    r = VS_DRV_CB(l->drv, block_status)(l, offset, length, &n);
+    r = VS_SERIALIZED(l, VS_DRV_CB(l->drv, block_status)(l, offset, length, &n));
     if (r < 0)
         return r;
     if (n == 0 || n > length)
@@ -647,7 +651,20 @@ vs_bdev_copy_range(struct vs_bdev *src, uint64_t src_off, struct vs_bdev *dst,
     if (length == 0)
         return 0;
     if (copy_cb != NULL && d != NULL && s->drv == d->drv) {
-        ssize_t n = copy_cb(s, src_off, d, dst_off, length);
+        /* two bdevs of one driver: both request locks, in address order */
+        pthread_mutex_t *first = s < d ? s->serial : d->serial;
+        pthread_mutex_t *second = s < d ? d->serial : s->serial;
+        ssize_t n;
+
+        if (first != NULL)
+            pthread_mutex_lock(first);
+        if (second != NULL && second != first)
+            pthread_mutex_lock(second);
+        n = copy_cb(s, src_off, d, dst_off, length);
+        if (second != NULL && second != first)
+            pthread_mutex_unlock(second);
+        if (first != NULL)
+            pthread_mutex_unlock(first);
 
         if (n != -ENOTSUP)
             return n;
@@ -740,7 +757,7 @@ submit_async(struct vs_bdev *bs, struct vs_bdev *l, struct vs_request *req)
     int r;
 
     if (req->op != VS_REQ_FLUSH)
-        return submit_cb(l, req);
+        return VS_SERIALIZED(l, submit_cb(l, req));
     fr = calloc(1, sizeof(*fr));
     if (fr == NULL)
         return -ENOMEM;
@@ -748,7 +765,7 @@ submit_async(struct vs_bdev *bs, struct vs_bdev *l, struct vs_request *req)
     fr->req.complete = flush_req_done;
     fr->orig = req;
     fr->bs = bs;
-    r = submit_cb(l, &fr->req);
+    r = VS_SERIALIZED(l, submit_cb(l, &fr->req));
     if (r < 0)
         free(fr);
     return r;

@@ -180,6 +180,21 @@ bdev_alloc(const struct vs_driver *drv, const char *label, unsigned flags)
     }
     bs->drv = drv;
     bs->open_flags = flags;
+    if (VS_DRV_THREAD_MODEL(drv) == VS_THREAD_SERIALIZE_REQUESTS) {
+        pthread_mutexattr_t attr;
+        /* recursive: a driver may call the generic layer on its own bdev
+         * (an emulated operation runs its own callbacks) */
+        bs->serial = malloc(sizeof(*bs->serial));
+        if (bs->serial == NULL) {
+            free(bs->name);
+            free(bs);
+            return NULL;
+        }
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(bs->serial, &attr);
+        pthread_mutexattr_destroy(&attr);
+    }
     return bs;
 }
 
@@ -215,6 +230,10 @@ vs_limits_settle(struct vs_bdev *bs)
 static void
 bdev_free(struct vs_bdev *bs)
 {
+    if (bs->serial != NULL) {
+        pthread_mutex_destroy(bs->serial);
+        free(bs->serial);
+    }
     free(bs->name);
     free(bs);
 }

@@ -55,6 +55,7 @@
 #ifndef VS_DRIVER_H
 #define VS_DRIVER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +116,17 @@ struct vs_space {
 };
 
 struct vs_driver;
+
+/* What calls a driver can take at once (nbdkit's thread models).  The
+ * generic layer enforces it; the default is the first. */
+enum vs_thread_model {
+    /* any number of callbacks at once, on any bdevs (the contract below) */
+    VS_THREAD_PARALLEL = 0,
+    /* one callback at a time per bdev (a library handle that is not
+     * thread-safe); the generic layer holds a per-bdev lock around each
+     * call, so requests to one bdev queue behind each other */
+    VS_THREAD_SERIALIZE_REQUESTS = 1,
+};
 
 /*
  * Request limits of one bdev, as QEMU's BlockLimits.  The driver's open
@@ -185,6 +197,9 @@ struct vs_bdev {
      * every write through it fails with -EROFS).  Set when it is attached
      * as a backing, cleared by vs_bdev_detach_backing. */
     int frozen;
+    /* Generic layer only: held around each callback when the driver's
+     * thread_model serializes requests; NULL otherwise. */
+    pthread_mutex_t *serial;
 };
 
 /*
@@ -341,6 +356,10 @@ struct vs_driver {
      * that store_list and store_open with create work on it.  NULL: the
      * root needs nothing made. */
     int (*store_root_prepare)(const char *root);
+
+    /* What calls the driver can take at once (enum vs_thread_model); 0,
+     * and 0 for a driver whose struct_size ends before it: parallel. */
+    int thread_model;
 };
 
 #endif
