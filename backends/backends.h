@@ -35,10 +35,9 @@
 /* DRV's thread model (enum vs_thread_model): parallel for a NULL driver
  * or one whose struct_size ends before the field. */
 #define VS_DRV_THREAD_MODEL(drv)                                               \
-    ((drv) != NULL &&                                                          \
-             offsetof(struct vs_driver, thread_model) +                        \
-                     sizeof((drv)->thread_model) <=                            \
-                 (drv)->struct_size                                            \
+    ((drv) != NULL && offsetof(struct vs_driver, thread_model) +               \
+                              sizeof((drv)->thread_model) <=                   \
+                          (drv)->struct_size                                   \
          ? (drv)->thread_model                                                 \
          : VS_THREAD_PARALLEL)
 

@@ -445,8 +445,8 @@ vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         return r;
     if (length == 0)
         return 0;
-    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, allocate)(
-                                            l, offset, length))
+    return l != NULL ? VS_SERIALIZED(
+                           l, VS_DRV_CB(l->drv, allocate)(l, offset, length))
                      : -ENOTSUP;
 }
 
@@ -533,7 +533,8 @@ vs_bdev_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
         *pnum = length;
         return VS_BS_ALLOCATED | VS_BS_DATA;
     }
-    r = VS_SERIALIZED(l, VS_DRV_CB(l->drv, block_status)(l, offset, length, &n));
+    r = VS_SERIALIZED(l,
+                      VS_DRV_CB(l->drv, block_status)(l, offset, length, &n));
     if (r < 0)
         return r;
     if (n == 0 || n > length)

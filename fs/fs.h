@@ -103,7 +103,7 @@ struct vs_volume {
     atomic_uint io_errors_unlogged;
 };
 
-#define VS_BDEV_RETRY_SECS 60 /* a chain that did not open is retried after */
+#define VS_BDEV_RETRY_SECS 60   /* a chain that did not open is retried after */
 #define VS_IO_ERROR_LOG_SECS 10 /* one I/O error line per volume per */
 
 #define VS_MERGE_CHUNK (1u << 20) /* what a merge copies in one step */

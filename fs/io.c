@@ -75,8 +75,7 @@ log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
     now = (int64_t)ts.tv_sec + 1; /* 0 means "never logged" */
     last = atomic_load(&vol->io_error_logged_at);
     if ((last != 0 && now - last < VS_IO_ERROR_LOG_SECS) ||
-        !atomic_compare_exchange_strong(&vol->io_error_logged_at, &last,
-                                        now)) {
+        !atomic_compare_exchange_strong(&vol->io_error_logged_at, &last, now)) {
         atomic_fetch_add(&vol->io_errors_unlogged, 1);
         return;
     }
@@ -88,8 +87,8 @@ log_io_error(const struct vs_handle *h, const char *op, uint64_t off,
                op, vol->label, (unsigned long long)off, len, strerror(err),
                quiet);
     else
-        vs_log(LOG_ERR, "%s of '%s' at %llu (+%zu) failed: %s", op,
-               vol->label, (unsigned long long)off, len, strerror(err));
+        vs_log(LOG_ERR, "%s of '%s' at %llu (+%zu) failed: %s", op, vol->label,
+               (unsigned long long)off, len, strerror(err));
 }
 
 /* Refuse the open of NODE's data with ERR, logging WHY. */

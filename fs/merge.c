@@ -338,8 +338,7 @@ resume_one(struct vs_tree *tree, struct vs_node *v)
     v->merge_waiting = false;
     vs_log(LOG_NOTICE, "volume '%s': resuming its merge", v->vol->label);
     if (launch(tree, v, c, v->cat.flags & VS_RECF_MERGE_DOWN) < 0)
-        vs_log(LOG_ERR, "volume '%s': cannot resume its merge",
-               v->vol->label);
+        vs_log(LOG_ERR, "volume '%s': cannot resume its merge", v->vol->label);
 }
 
 static void

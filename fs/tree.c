@@ -657,9 +657,9 @@ vs_tree_open(const char *data_dir, const char *domain_root,
     int r;
 
     if (!tree || !(tree->data_dir = strdup(data_dir)) ||
-        (domain_root ? !(tree->domain_root = strdup(domain_root))
-                     : vs_store_default_root(data_dir, &tree->domain_root) <
-                           0)) {
+        (domain_root
+             ? !(tree->domain_root = strdup(domain_root))
+             : vs_store_default_root(data_dir, &tree->domain_root) < 0)) {
         if (tree) {
             free(tree->data_dir);
             free(tree->domain_root);

@@ -732,7 +732,8 @@ test_frozen_backing(void)
     struct vs_bdev *file = NULL, *top = NULL;
     char byte = 1;
 
-    ok(vs_bdev_pwrite(parent, &byte, 1, 0) == 1, "frozen: a lone layer is writable");
+    ok(vs_bdev_pwrite(parent, &byte, 1, 0) == 1,
+       "frozen: a lone layer is writable");
     vs_object_create(st, "frozen-top", 0);
     vs_object_open(st, "frozen-top", 0, "frozen-top", &file);
     ok(vs_format_create("qcow2", file, 64 * KiB, "frozen-base", "raw") == 0 &&

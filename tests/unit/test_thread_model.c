@@ -29,7 +29,8 @@ enter_call(void)
     int now = atomic_fetch_add(&inside, 1) + 1;
     int seen = atomic_load(&most_inside);
 
-    while (now > seen && !atomic_compare_exchange_weak(&most_inside, &seen, now))
+    while (now > seen &&
+           !atomic_compare_exchange_weak(&most_inside, &seen, now))
         ;
     usleep(500);
     atomic_fetch_sub(&inside, 1);
@@ -176,7 +177,6 @@ main(void)
            "(reads, writes, flushes, sizes from 4 threads)");
     most = most_at_once("partest:x");
     ok(most >= 1, "parallel: the calls ran");
-    tap_diag("parallel driver: at most %d calls at once (not asserted)",
-             most);
+    tap_diag("parallel driver: at most %d calls at once (not asserted)", most);
     return tap_done();
 }
