@@ -144,11 +144,15 @@ serve(struct vs_config *cfg, const char *prog)
             vs_tree_finish_start(vs_fs.tree);
         if (r == 0)
             vs_merge_resume_all(vs_fs.tree);
+        if (r == 0 && (r = vs_idle_start(vs_fs.tree, cfg->max_idle_layers)) < 0)
+            vs_log(LOG_ERR, "cannot start the thread closing idle chains: %s",
+                   strerror(-r));
         /* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP:
          * that is a clean end; only a negative value is an error */
         if (r == 0)
             r = run_session(cfg, se) < 0 ? -EIO : 0;
         vs_merge_stop_all();
+        vs_idle_stop();
         fuse_session_unmount(se);
         vs_session = NULL;
     }

@@ -287,6 +287,7 @@ node_insert(struct vs_tree *tree, struct vs_node *parent, struct vs_node *node)
             unlink_child(node);
             return -ENOMEM;
         }
+        node->vol->id = node->cat.id;
     }
     if (hash_insert(tree, node) < 0) {
         unlink_child(node);
@@ -477,8 +478,12 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
     struct vs_bdev *bs;
     int r;
 
-    if ((*out = node->vol->bdev))
+    if ((*out = node->vol->bdev)) {
+        pthread_mutex_lock(&node->vol->lock);
+        vs_idle_update(node->vol); /* used: most recent */
+        pthread_mutex_unlock(&node->vol->lock);
         return 0;
+    }
     if ((r = recent_bdev_error(node->vol)) < 0)
         return r;
     if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
