@@ -519,15 +519,24 @@ vs_node_sizes(struct vs_tree *tree, struct vs_node *node, int64_t *size,
               int64_t *allocated)
 {
     struct vs_bdev *bs, *temp;
-    int r = vs_node_borrow(tree, node, &bs, &temp);
+    int64_t s, a;
+    int r;
 
-    if (r < 0)
+    /* a chain closed while idle (idle.c) left its sizes: no open needed */
+    if ((r = vs_node_check_available(node)) < 0)
         return r;
+    if (vs_volume_known_sizes(node->vol, size, allocated))
+        return 0;
+    if ((r = vs_node_borrow(tree, node, &bs, &temp)) < 0)
+        return r;
+    s = temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
+    a = vs_bdev_allocated(bs);
+    if (temp)
+        vs_volume_remember_sizes(node->vol, s, a);
     if (size)
-        *size =
-            temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
+        *size = s;
     if (allocated)
-        *allocated = vs_bdev_allocated(bs);
+        *allocated = a;
     vs_bdev_close(temp);
     return 0;
 }
