@@ -51,7 +51,7 @@ struct vs_config {
     unsigned max_write;
     unsigned max_background;
     unsigned max_idle_layers; /* 0: derived from RLIMIT_NOFILE (idle.c) */
-    char *fuse_opts; /* extra -o options handed to libfuse */
+    char *fuse_opts;          /* extra -o options handed to libfuse */
 };
 
 /* Parse argv into cfg.  Returns 0, or -EINVAL after printing why. */

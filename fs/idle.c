@@ -169,8 +169,7 @@ close_victims(struct vs_volume **v, const uint64_t *stamps, size_t n)
         pthread_mutex_lock(&lru_lock);
         same = v[i]->on_lru && v[i]->lru_stamp == stamps[i];
         pthread_mutex_unlock(&lru_lock);
-        if (same && !vs_merge_busy(v[i]->id) &&
-            vs_volume_close_idle(v[i]) == 0)
+        if (same && !vs_merge_busy(v[i]->id) && vs_volume_close_idle(v[i]) == 0)
             closed++;
     }
     vs_tree_unlock(reap_tree);

@@ -423,7 +423,7 @@ op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         e.ino = d->st.st_ino;
         e.generation = 1;
         e.entry_timeout = ENTRY_TIMEOUT;
-        e.attr_timeout = d->unavailable            ? 0
+        e.attr_timeout = d->unavailable           ? 0
                          : S_ISDIR(d->st.st_mode) ? DIR_ATTR_TIMEOUT
                                                   : DATA_ATTR_TIMEOUT;
         size_t need = fuse_add_direntry_plus(req, buf + used, size - used,

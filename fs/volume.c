@@ -118,9 +118,9 @@ vs_volume_close_idle(struct vs_volume *vol)
 
     pthread_rwlock_wrlock(&vol->io_lock);
     pthread_mutex_lock(&vol->lock);
-    r = !vol->bdev ? -ENOENT
+    r = !vol->bdev                                        ? -ENOENT
         : vol->open_count > 0 || atomic_load(&vol->dirty) ? -EBUSY
-                                                           : 0;
+                                                          : 0;
     pthread_mutex_unlock(&vol->lock);
     if (r == 0)
         r = vs_bdev_flush(vol->bdev);
@@ -147,8 +147,7 @@ vs_volume_close_idle(struct vs_volume *vol)
 }
 
 bool
-vs_volume_known_sizes(struct vs_volume *vol, int64_t *size,
-                      int64_t *allocated)
+vs_volume_known_sizes(struct vs_volume *vol, int64_t *size, int64_t *allocated)
 {
     bool known;
 
@@ -163,8 +162,7 @@ vs_volume_known_sizes(struct vs_volume *vol, int64_t *size,
 }
 
 void
-vs_volume_remember_sizes(struct vs_volume *vol, int64_t size,
-                         int64_t allocated)
+vs_volume_remember_sizes(struct vs_volume *vol, int64_t size, int64_t allocated)
 {
     pthread_mutex_lock(&vol->lock);
     if (!vol->bdev && size >= 0 && allocated >= 0) {
