@@ -6,6 +6,7 @@
  *              mirrored in the catalog and the domains' metadata
  *   rescan.c   rebuilding the catalog from the domains' metadata
  *   volume.c   a volume's open block device, its size and its openers
+ *   idle.c     closing the chains of volumes nobody uses (an LRU)
  *   chain.c    backing links (thin clones) and snapshots
  *   merge*.c   removing a layer by a background merge (merge_job.h)
  *   map.c      a volume's `map` file
@@ -49,7 +50,8 @@ struct vs_config {
     unsigned threads;
     unsigned max_write;
     unsigned max_background;
-    char *fuse_opts; /* extra -o options handed to libfuse */
+    unsigned max_idle_layers; /* 0: derived from RLIMIT_NOFILE (idle.c) */
+    char *fuse_opts;          /* extra -o options handed to libfuse */
 };
 
 /* Parse argv into cfg.  Returns 0, or -EINVAL after printing why. */
@@ -76,11 +78,29 @@ enum vs_part {
 
 struct vs_volume {
     pthread_mutex_t lock; /* bdev opening, size changes, open_count */
-    /* I/O holds it shared; replacing the stack (snapshot, merge) holds it
-     * exclusively, so a swap is atomic with respect to in-flight requests */
+    /* I/O holds it shared; replacing the stack (snapshot, merge) and
+     * closing an idle chain (idle.c) hold it exclusively, so a swap is
+     * atomic with respect to in-flight requests */
     pthread_rwlock_t io_lock;
-    atomic_int refs;      /* the tree node's and each handle's */
-    struct vs_bdev *bdev; /* the whole chain; opened on first use, kept */
+    atomic_int refs; /* the tree node's and each handle's */
+    /* The whole chain, opened on first use.  Set and cleared under lock
+     * (and io_lock exclusive when cleared); while no handle holds the
+     * volume it may be closed (idle.c), but only under the namespace lock
+     * held for writing: read it under the namespace lock, or while holding
+     * a handle (open_count), or from a running merge. */
+    struct vs_bdev *bdev;
+    int64_t id; /* the node's catalog id (for vs_merge_busy) */
+    /* The idle LRU (idle.c), under its lru_lock: linked while bdev is open
+     * and open_count is 0; lru_layers counted in its limit; lru_stamp
+     * changes at each use. */
+    struct vs_volume *lru_prev, *lru_next;
+    bool on_lru;
+    unsigned lru_layers;
+    uint64_t lru_stamp;
+    /* While bdev is closed: the size and allocation it had when it was last
+     * open (or borrowed), which stat and xattrs answer (under lock). */
+    bool sizes_known;
+    int64_t known_size, known_alloc;
     _Atomic uint64_t size;
     int open_count; /* FUSE file handles */
     int writers;    /* of which opened for writing */
@@ -119,6 +139,36 @@ struct vs_bdev *vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs);
 struct vs_bdev *vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs);
 /* Close the chain so the next use reopens it (nobody may have it open). */
 void vs_volume_drop(struct vs_volume *vol);
+/* Close an idle chain (idle.c): namespace lock held for writing.  Takes
+ * io_lock exclusively and flushes first; -EBUSY when somebody holds a
+ * handle or a merge tracks it, the flush's error when it fails (the chain
+ * stays open). */
+int vs_volume_close_idle(struct vs_volume *vol);
+/* The sizes remembered from the chain's last time open; false if none. */
+bool vs_volume_known_sizes(struct vs_volume *vol, int64_t *size,
+                           int64_t *allocated);
+/* Remember SIZE and ALLOCATED for while the chain is closed. */
+void vs_volume_remember_sizes(struct vs_volume *vol, int64_t size,
+                              int64_t allocated);
+
+/* ---- idle chains (idle.c) ---- */
+
+struct vs_tree;
+
+/* Put VOL on the idle LRU (most recently used) when its chain is open and
+ * no handle holds it, or take it off; vol->lock held. */
+void vs_idle_update(struct vs_volume *vol);
+/* Take VOL off the LRU (its last reference is gone). */
+void vs_idle_remove(struct vs_volume *vol);
+/* The default limit: an eighth of RLIMIT_NOFILE in layers (a quarter of
+ * the descriptors at two per local layer), at least 8. */
+uint64_t vs_idle_default_limit(void);
+/* Start the thread that closes idle chains past LIMIT layers (0: the
+ * default) of TREE's volumes; stop it (before the tree is closed). */
+int vs_idle_start(struct vs_tree *tree, uint64_t limit);
+void vs_idle_stop(void);
+/* The layers of idle open chains now. */
+uint64_t vs_idle_layers(void);
 /* Register an opener; with truncate, empty the volume first (EBUSY when
  * somebody else has it open). */
 int vs_volume_open(struct vs_volume *vol, bool truncate, bool writable);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "fs.h"
 #include "vs/log.h"
@@ -143,11 +144,15 @@ serve(struct vs_config *cfg, const char *prog)
             vs_tree_finish_start(vs_fs.tree);
         if (r == 0)
             vs_merge_resume_all(vs_fs.tree);
+        if (r == 0 && (r = vs_idle_start(vs_fs.tree, cfg->max_idle_layers)) < 0)
+            vs_log(LOG_ERR, "cannot start the thread closing idle chains: %s",
+                   strerror(-r));
         /* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP:
          * that is a clean end; only a negative value is an error */
         if (r == 0)
             r = run_session(cfg, se) < 0 ? -EIO : 0;
         vs_merge_stop_all();
+        vs_idle_stop();
         fuse_session_unmount(se);
         vs_session = NULL;
     }
@@ -157,6 +162,25 @@ serve(struct vs_config *cfg, const char *prog)
     }
     fuse_opt_free_args(&args);
     return r;
+}
+
+/* Raise the soft limit on descriptors to the hard one: each open volume
+ * layer holds descriptors (two for a local object), and the limit of idle
+ * open chains is derived from it (idle.c).  Silent when it works; a failure
+ * is one warning and the daemon runs with the soft limit it has. */
+static void
+raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        vs_log(LOG_WARNING,
+               "cannot raise the limit on open files to its hard limit "
+               "%llu: %s",
+               (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
 static int
@@ -188,6 +212,8 @@ main(int argc, char **argv)
         return r < 0 ? 2 : 0;
     }
     r = setup_logging(&cfg);
+    if (r == 0)
+        raise_nofile();
     if (r == 0)
         r = vs_reserve_init(cfg.data_dir);
     if (r == 0) {

@@ -321,6 +321,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 struct dir_entry {
     char name[VS_NAME_MAX + 1];
     struct stat st;
+    bool unavailable; /* a data file whose stat failed (see reply_entry) */
 };
 
 struct dir_snapshot {
@@ -335,7 +336,7 @@ snap_add(struct dir_snapshot *snap, const char *name, struct vs_node *node,
     struct dir_entry *e = &snap->e[snap->n++];
 
     snprintf(e->name, sizeof(e->name), "%s", name);
-    vs_fill_stat(node, part, &e->st);
+    e->unavailable = vs_fill_stat(node, part, &e->st) < 0;
 }
 
 /* Take the listing at opendir so readdir offsets stay stable. */
@@ -388,6 +389,45 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         size_t need =
             fuse_add_direntry(req, buf + used, size - used, snap->e[i].name,
                               &snap->e[i].st, (off_t)i + 1);
+        if (need > size - used)
+            break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+/* readdir with each entry's attributes, as a lookup would answer them:
+ * `ls -l` of an image of 10,000 volumes takes one request per buffer
+ * instead of a LOOKUP per volume.  Inodes are never forgotten (their
+ * numbers come from catalog ids), so the lookup counts these entries add
+ * need no bookkeeping. */
+static void
+op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+               struct fuse_file_info *fi)
+{
+    struct dir_snapshot *snap = (void *)(uintptr_t)fi->fh;
+    struct fuse_entry_param e;
+    char *buf = malloc(size);
+    size_t used = 0;
+
+    (void)ino;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    for (size_t i = (size_t)off; i < snap->n; i++) {
+        const struct dir_entry *d = &snap->e[i];
+        memset(&e, 0, sizeof(e));
+        e.attr = d->st;
+        e.ino = d->st.st_ino;
+        e.generation = 1;
+        e.entry_timeout = ENTRY_TIMEOUT;
+        e.attr_timeout = d->unavailable           ? 0
+                         : S_ISDIR(d->st.st_mode) ? DIR_ATTR_TIMEOUT
+                                                  : DATA_ATTR_TIMEOUT;
+        size_t need = fuse_add_direntry_plus(req, buf + used, size - used,
+                                             d->name, &e, (off_t)i + 1);
         if (need > size - used)
             break;
         used += need;
@@ -716,6 +756,7 @@ vs_ops_init(struct fuse_lowlevel_ops *ops)
     ops->setattr = op_setattr;
     ops->opendir = op_opendir;
     ops->readdir = op_readdir;
+    ops->readdirplus = op_readdirplus;
     ops->releasedir = op_releasedir;
     ops->fsyncdir = op_fsyncdir;
     ops->mkdir = op_mkdir;

@@ -58,6 +58,7 @@ enum long_opt {
     OPT_MAX_BACKGROUND,
     OPT_CATALOG,
     OPT_DATA_DIR,
+    OPT_MAX_IDLE_LAYERS,
 };
 
 static const struct option long_options[] = {
@@ -71,6 +72,7 @@ static const struct option long_options[] = {
     {"max-background", required_argument, NULL, OPT_MAX_BACKGROUND},
     {"catalog", required_argument, NULL, OPT_CATALOG},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"max-idle-layers", required_argument, NULL, OPT_MAX_IDLE_LAYERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -94,6 +96,9 @@ vs_config_usage(FILE *out, const char *prog)
         "      --catalog=PATH      the SQLite catalog (default "
         "DATA_DIR/catalog.db)\n"
         "      --data-dir=DIR      the data directory (same as DATA_DIR)\n"
+        "      --max-idle-layers=N volume layers kept open with no file "
+        "handle\n"
+        "                          (default: RLIMIT_NOFILE / 8)\n"
         "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, "
         "threads=,\n"
         "                          max_write=, max_background=, log_level=, "
@@ -194,6 +199,9 @@ parse_mount_word(struct vs_config *cfg, const char *word)
         return parse_uint("max_write", v, 4096, 1u << 20, &cfg->max_write);
     if (KEY("max_background"))
         return parse_uint("max_background", v, 1, 65535, &cfg->max_background);
+    if (KEY("max_idle_layers"))
+        return parse_uint("max_idle_layers", v, 0, 1u << 30,
+                          &cfg->max_idle_layers);
 #undef KEY
     if (strcmp(word, "allow_other") == 0 || strcmp(word, "noallow_other") == 0)
         cfg->allow_other = word[0] == 'a';
@@ -249,6 +257,9 @@ parse_one(struct vs_config *cfg, int c, const char *arg)
         return set_string(&cfg->catalog_path, arg);
     case OPT_DATA_DIR:
         return set_string(&cfg->data_dir, arg);
+    case OPT_MAX_IDLE_LAYERS:
+        return parse_uint("--max-idle-layers", arg, 0, 1u << 30,
+                          &cfg->max_idle_layers);
     default:
         return -EINVAL;
     }

@@ -287,6 +287,7 @@ node_insert(struct vs_tree *tree, struct vs_node *parent, struct vs_node *node)
             unlink_child(node);
             return -ENOMEM;
         }
+        node->vol->id = node->cat.id;
     }
     if (hash_insert(tree, node) < 0) {
         unlink_child(node);
@@ -477,8 +478,12 @@ vs_node_bdev(struct vs_tree *tree, struct vs_node *node, struct vs_bdev **out)
     struct vs_bdev *bs;
     int r;
 
-    if ((*out = node->vol->bdev))
+    if ((*out = node->vol->bdev)) {
+        pthread_mutex_lock(&node->vol->lock);
+        vs_idle_update(node->vol); /* used: most recent */
+        pthread_mutex_unlock(&node->vol->lock);
         return 0;
+    }
     if ((r = recent_bdev_error(node->vol)) < 0)
         return r;
     if (node->layers_above > 0 && (r = flush_children(tree, node)) < 0)
@@ -514,15 +519,24 @@ vs_node_sizes(struct vs_tree *tree, struct vs_node *node, int64_t *size,
               int64_t *allocated)
 {
     struct vs_bdev *bs, *temp;
-    int r = vs_node_borrow(tree, node, &bs, &temp);
+    int64_t s, a;
+    int r;
 
-    if (r < 0)
+    /* a chain closed while idle (idle.c) left its sizes: no open needed */
+    if ((r = vs_node_check_available(node)) < 0)
         return r;
+    if (vs_volume_known_sizes(node->vol, size, allocated))
+        return 0;
+    if ((r = vs_node_borrow(tree, node, &bs, &temp)) < 0)
+        return r;
+    s = temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
+    a = vs_bdev_allocated(bs);
+    if (temp)
+        vs_volume_remember_sizes(node->vol, s, a);
     if (size)
-        *size =
-            temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
+        *size = s;
     if (allocated)
-        *allocated = vs_bdev_allocated(bs);
+        *allocated = a;
     vs_bdev_close(temp);
     return 0;
 }

@@ -1,9 +1,12 @@
 /*
  * A volume's run-time state: its chain of block devices (this layer's
  * format driver over its protocol object, over the parent layers), opened
- * on first open(2) or chain change and then kept for the life of the volume
- * so that every open(2) of `data` shares one backend open (a stat or an
- * xattr only borrows a read-only chain for the question: vs_node_sizes);
+ * on first open(2) or chain change and then kept while it is used so that
+ * every open(2) of `data` shares one backend open; once no handle holds it
+ * it goes on the idle LRU (idle.c), which closes it when too many layers
+ * sit open (a stat or an xattr of a closed one answers the sizes it had
+ * when closed, or borrows a read-only chain for the question:
+ * vs_node_sizes);
  * its size; and who has it open, which decides whether a shrink or a new
  * child is allowed.
  *
@@ -60,6 +63,7 @@ vs_volume_unref(struct vs_volume *vol)
 {
     if (!vol || atomic_fetch_sub(&vol->refs, 1) != 1)
         return;
+    vs_idle_remove(vol);
     vs_bdev_close(vol->bdev);
     pthread_rwlock_destroy(&vol->io_lock);
     pthread_mutex_destroy(&vol->lock);
@@ -79,8 +83,10 @@ vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs)
     } else {
         vol->bdev = bs;
         atomic_store(&vol->size, size > 0 ? (uint64_t)size : 0);
+        vol->sizes_known = false;
     }
     bs = vol->bdev;
+    vs_idle_update(vol);
     pthread_mutex_unlock(&vol->lock);
     vs_bdev_close(loser);
     return bs;
@@ -97,8 +103,74 @@ vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs)
     vol->bdev = bs;
     if (bs)
         atomic_store(&vol->size, size > 0 ? (uint64_t)size : 0);
+    vol->sizes_known = false; /* the chain changed */
+    vs_idle_update(vol);
     pthread_mutex_unlock(&vol->lock);
     return old;
+}
+
+int
+vs_volume_close_idle(struct vs_volume *vol)
+{
+    struct vs_bdev *bs = NULL;
+    int64_t size = 0, alloc = 0;
+    int r;
+
+    pthread_rwlock_wrlock(&vol->io_lock);
+    pthread_mutex_lock(&vol->lock);
+    r = !vol->bdev                                        ? -ENOENT
+        : vol->open_count > 0 || atomic_load(&vol->dirty) ? -EBUSY
+                                                          : 0;
+    pthread_mutex_unlock(&vol->lock);
+    if (r == 0)
+        r = vs_bdev_flush(vol->bdev);
+    if (r == 0) {
+        size = vs_bdev_size(vol->bdev);
+        alloc = vs_bdev_allocated(vol->bdev);
+        pthread_mutex_lock(&vol->lock);
+        bs = vol->bdev;
+        vol->bdev = NULL;
+        vol->sizes_known = size >= 0 && alloc >= 0;
+        vol->known_size = size;
+        vol->known_alloc = alloc;
+        vs_idle_update(vol);
+        pthread_mutex_unlock(&vol->lock);
+    }
+    vs_bdev_close(bs);
+    pthread_rwlock_unlock(&vol->io_lock);
+    if (r < 0 && r != -EBUSY && r != -ENOENT)
+        vs_log(LOG_WARNING,
+               "volume '%s': its idle chain stays open: the flush before "
+               "closing it failed: %s",
+               vol->label, strerror(-r));
+    return r;
+}
+
+bool
+vs_volume_known_sizes(struct vs_volume *vol, int64_t *size, int64_t *allocated)
+{
+    bool known;
+
+    pthread_mutex_lock(&vol->lock);
+    known = !vol->bdev && vol->sizes_known;
+    if (known && size)
+        *size = vol->known_size;
+    if (known && allocated)
+        *allocated = vol->known_alloc;
+    pthread_mutex_unlock(&vol->lock);
+    return known;
+}
+
+void
+vs_volume_remember_sizes(struct vs_volume *vol, int64_t size, int64_t allocated)
+{
+    pthread_mutex_lock(&vol->lock);
+    if (!vol->bdev && size >= 0 && allocated >= 0) {
+        vol->sizes_known = true;
+        vol->known_size = size;
+        vol->known_alloc = allocated;
+    }
+    pthread_mutex_unlock(&vol->lock);
 }
 
 void
@@ -137,6 +209,7 @@ vs_volume_open(struct vs_volume *vol, bool truncate, bool writable)
     if (r == 0) {
         vol->open_count++;
         vol->writers += writable;
+        vs_idle_update(vol); /* held: off the idle list */
     }
     pthread_mutex_unlock(&vol->lock);
     return r;
@@ -148,6 +221,7 @@ vs_volume_release(struct vs_volume *vol, bool writable)
     pthread_mutex_lock(&vol->lock);
     vol->open_count--;
     vol->writers -= writable;
+    vs_idle_update(vol); /* the last handle gone: idle, most recent */
     pthread_mutex_unlock(&vol->lock);
 }
 
