@@ -11,7 +11,10 @@
 #ifndef VS_BACKENDS_H
 #define VS_BACKENDS_H
 
+#include <errno.h>
+#include <limits.h>
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include "vs/driver.h"
 
@@ -53,6 +56,22 @@
             pthread_mutex_unlock(serial_);                                     \
         ret_;                                                                  \
     })
+
+/* The byte count of IOV into *LEN; -EINVAL if it does not fit ssize_t.
+ * Inline: the generic layer and the drivers call it on every request. */
+static inline int
+vs_iov_total(const struct iovec *iov, int iovcnt, size_t *len)
+{
+    size_t sum = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+            return -EINVAL;
+        sum += iov[i].iov_len;
+    }
+    *len = sum;
+    return 0;
+}
 
 /* Fill in the defaults of the zero fields of L and make its values
  * consistent (see struct vs_limits); never fails.  store.c. */

@@ -149,21 +149,6 @@ vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
 typedef ssize_t (*rw_fn)(struct vs_bdev *bs, const struct iovec *iov,
                          int iovcnt, uint64_t offset, unsigned flags);
 
-/* The byte count of IOV into *len; -EINVAL if it does not fit ssize_t. */
-static int
-iov_total(const struct iovec *iov, int iovcnt, size_t *len)
-{
-    size_t sum = 0;
-
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
-            return -EINVAL;
-        sum += iov[i].iov_len;
-    }
-    *len = sum;
-    return 0;
-}
-
 /* Fill OUT (room for IOVCNT entries) with bytes [skip, skip + len) of IOV;
  * the number of entries used. */
 static int
@@ -237,7 +222,7 @@ bdev_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
     size_t len;
     ssize_t n = 0;
 
-    if (iovcnt < 0 || iov_total(iov, iovcnt, &len) < 0)
+    if (iovcnt < 0 || vs_iov_total(iov, iovcnt, &len) < 0)
         return -EINVAL;
     if (l == NULL)
         return -ENOTSUP;

@@ -372,68 +372,60 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vs_tree_unlock(vs_fs.tree);
 }
 
+/* Fill one reply buffer from the directory's snapshot, from entry OFF on;
+ * PLUS (readdirplus) adds each entry's attributes, as a lookup would
+ * answer them: `ls -l` of an image of 10,000 volumes takes one request
+ * per buffer instead of a LOOKUP per volume.  Inodes are never forgotten
+ * (their numbers come from catalog ids), so the lookup counts these
+ * entries add need no bookkeeping. */
 static void
-op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-           struct fuse_file_info *fi)
+reply_dir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+          bool plus)
 {
     struct dir_snapshot *snap = (void *)(uintptr_t)fi->fh;
     char *buf = malloc(size);
-    size_t used = 0;
+    size_t used = 0, need;
 
-    (void)ino;
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    for (size_t i = (size_t)off; i < snap->n; i++) {
-        size_t need =
-            fuse_add_direntry(req, buf + used, size - used, snap->e[i].name,
-                              &snap->e[i].st, (off_t)i + 1);
+    for (size_t i = (size_t)off; i < snap->n; i++, used += need) {
+        const struct dir_entry *d = &snap->e[i];
+        struct fuse_entry_param e = {
+            .attr = d->st,
+            .ino = d->st.st_ino,
+            .generation = 1,
+            .entry_timeout = ENTRY_TIMEOUT,
+            .attr_timeout = d->unavailable           ? 0
+                            : S_ISDIR(d->st.st_mode) ? DIR_ATTR_TIMEOUT
+                                                     : DATA_ATTR_TIMEOUT,
+        };
+        need = plus ? fuse_add_direntry_plus(req, buf + used, size - used,
+                                             d->name, &e, (off_t)i + 1)
+                    : fuse_add_direntry(req, buf + used, size - used, d->name,
+                                        &d->st, (off_t)i + 1);
         if (need > size - used)
             break;
-        used += need;
     }
     fuse_reply_buf(req, buf, used);
     free(buf);
 }
 
-/* readdir with each entry's attributes, as a lookup would answer them:
- * `ls -l` of an image of 10,000 volumes takes one request per buffer
- * instead of a LOOKUP per volume.  Inodes are never forgotten (their
- * numbers come from catalog ids), so the lookup counts these entries add
- * need no bookkeeping. */
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+           struct fuse_file_info *fi)
+{
+    (void)ino;
+    reply_dir(req, size, off, fi, false);
+}
+
 static void
 op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
-    struct dir_snapshot *snap = (void *)(uintptr_t)fi->fh;
-    struct fuse_entry_param e;
-    char *buf = malloc(size);
-    size_t used = 0;
-
     (void)ino;
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    for (size_t i = (size_t)off; i < snap->n; i++) {
-        const struct dir_entry *d = &snap->e[i];
-        memset(&e, 0, sizeof(e));
-        e.attr = d->st;
-        e.ino = d->st.st_ino;
-        e.generation = 1;
-        e.entry_timeout = ENTRY_TIMEOUT;
-        e.attr_timeout = d->unavailable           ? 0
-                         : S_ISDIR(d->st.st_mode) ? DIR_ATTR_TIMEOUT
-                                                  : DATA_ATTR_TIMEOUT;
-        size_t need = fuse_add_direntry_plus(req, buf + used, size - used,
-                                             d->name, &e, (off_t)i + 1);
-        if (need > size - used)
-            break;
-        used += need;
-    }
-    fuse_reply_buf(req, buf, used);
-    free(buf);
+    reply_dir(req, size, off, fi, true);
 }
 
 static void

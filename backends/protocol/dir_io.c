@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "vs/util.h"
+#include "backends.h"
 #include "dir.h"
 
 /* Largest piece bounced at once; also the per-thread buffer's bound. */
@@ -146,21 +147,6 @@ io_path(const struct dir_object *o, const struct iovec *iov, int iovcnt,
 }
 
 /* ---- iovec helpers ---- */
-
-/* The byte count of IOV into *len; -EINVAL if it does not fit ssize_t. */
-static int
-iov_total(const struct iovec *iov, int iovcnt, size_t *len)
-{
-    size_t sum = 0;
-
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
-            return -EINVAL;
-        sum += iov[i].iov_len;
-    }
-    *len = sum;
-    return 0;
-}
 
 /* Drop the first N bytes of the (mutable) vector *IOV of *IOVCNT. */
 static void
@@ -366,7 +352,7 @@ dir_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt, uint64_t offset,
     struct dir_object *o = obj(bs);
     int rwf = write && (flags & VS_IO_FUA) ? RWF_DSYNC : 0;
     size_t length;
-    int r = iov_total(iov, iovcnt, &length);
+    int r = vs_iov_total(iov, iovcnt, &length);
 
     if (r == 0)
         r = range_check(offset, length);
