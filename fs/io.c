@@ -214,14 +214,31 @@ open_map(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
+/* The reply goes out from a copy, never from the handle's text: once the
+ * kernel has taken the bytes, the reader may close and a RELEASE on another
+ * thread frees the handle before this thread's writev has returned (ASan's
+ * writev check then reads freed memory, and a later use would too). */
 static void
 read_map(fuse_req_t req, struct vs_handle *h, size_t size, off_t off)
 {
+    char *copy;
+
     if ((size_t)off >= h->map_len)
         size = 0;
     else if ((size_t)off + size > h->map_len)
         size = h->map_len - (size_t)off;
-    fuse_reply_buf(req, size ? h->map + off : NULL, size);
+    if (size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    copy = malloc(size);
+    if (!copy) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    memcpy(copy, h->map + off, size);
+    fuse_reply_buf(req, copy, size);
+    free(copy);
 }
 
 static void
