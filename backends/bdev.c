@@ -35,14 +35,24 @@
  *
  * Writes (pwritev, write_zeroes, discard, allocate, truncate, copy
  * destination) on a bdev opened VS_OPEN_RDONLY fail with -EROFS before
- * reaching a driver.  Nothing here takes a lock: drivers protect their own
- * state.
+ * reaching a driver.
+ *
+ * Objects never grow implicitly (an LV, a LUN region or an NFS file with a
+ * quota cannot be written past its end the way a local file can): the
+ * layer knows each protocol object's size (bs->object_size) and refuses a
+ * write, zeroing or allocation that reaches past it, with -EINVAL and a
+ * log line, since only a caller that broke the contract asks for one.
+ * Objects grow by vs_bdev_extend (or an exact truncate), which round to
+ * the driver's grow_granularity and may fail with -ENOSPC.  The size lock
+ * orders only size changes; otherwise nothing here takes a lock: drivers
+ * protect their own state.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
 #include "vs/bdev.h"
+#include "vs/log.h"
 #include "vs/util.h"
 #include "backends.h"
 
@@ -106,6 +116,30 @@ check_writable(struct vs_bdev *bs)
     return 0;
 }
 
+/* 0 when [OFFSET, OFFSET + LENGTH) lies inside layer L's object (or L is
+ * not a tracked object); -EINVAL when it does not, logged when WHAT (the
+ * request) is not NULL: objects grow only by vs_bdev_extend or truncate. */
+static int
+check_inside(struct vs_bdev *l, uint64_t offset, uint64_t length,
+             const char *what)
+{
+    uint64_t size;
+
+    if (l->size_lock == NULL)
+        return 0;
+    size = __atomic_load_n(&l->object_size, __ATOMIC_ACQUIRE);
+    if (offset <= size && length <= size - offset)
+        return 0;
+    if (what == NULL) /* a question, not a request */
+        return -EINVAL;
+    vs_log(LOG_ERR,
+           "'%s': %s of %llu bytes at offset %llu refused: the object "
+           "ends at %llu and objects are never grown by writing",
+           l->name, what, (unsigned long long)length,
+           (unsigned long long)offset, (unsigned long long)size);
+    return -EINVAL;
+}
+
 /* ---- size and allocation ---- */
 
 int64_t
@@ -140,8 +174,60 @@ vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
         return r;
     if (size > INT64_MAX)
         return -EFBIG;
-    return l != NULL ? VS_SERIALIZED(l, VS_DRV_CB(l->drv, truncate)(l, size))
-                     : -ENOTSUP;
+    if (l == NULL)
+        return -ENOTSUP;
+    if (l->size_lock != NULL)
+        pthread_mutex_lock(l->size_lock);
+    r = VS_SERIALIZED(l, VS_DRV_CB(l->drv, truncate)(l, size));
+    if (r == 0 && l->size_lock != NULL)
+        __atomic_store_n(&l->object_size, size, __ATOMIC_RELEASE);
+    if (l->size_lock != NULL)
+        pthread_mutex_unlock(l->size_lock);
+    return r;
+}
+
+/* SIZE rounded up to a multiple of GRAN; 0 on overflow past INT64_MAX. */
+static uint64_t
+round_grow(uint64_t size, uint64_t gran)
+{
+    uint64_t rem = size % gran;
+
+    if (rem != 0 && size > INT64_MAX - (gran - rem))
+        return 0;
+    size += rem != 0 ? gran - rem : 0;
+    return size <= INT64_MAX ? size : 0;
+}
+
+int64_t
+vs_bdev_extend(struct vs_bdev *bs, uint64_t min, uint64_t want)
+{
+    struct vs_bdev *l = LAYER_WITH(bs, truncate);
+    int (*truncate_cb)(struct vs_bdev *, uint64_t);
+    uint64_t gran, size;
+    int r = check_writable(bs);
+
+    if (r < 0)
+        return r;
+    if (l == NULL || l->size_lock == NULL)
+        return -ENOTSUP;
+    truncate_cb = VS_DRV_CB(l->drv, truncate);
+    gran = limits_of(l).grow_granularity;
+    min = round_grow(min, gran);
+    want = round_grow(MAX(want, min), gran);
+    if (min == 0 || want == 0)
+        return min == 0 && want == 0 ? 0 : -EFBIG;
+    pthread_mutex_lock(l->size_lock);
+    size = l->object_size;
+    if (size < min) {
+        /* the whole chunk if the storage has room, else what is needed */
+        r = VS_SERIALIZED(l, truncate_cb(l, want));
+        if (r < 0 && want > min)
+            r = VS_SERIALIZED(l, truncate_cb(l, (want = min)));
+        if (r == 0)
+            __atomic_store_n(&l->object_size, (size = want), __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(l->size_lock);
+    return r < 0 ? r : (int64_t)size;
 }
 
 /* ---- data ---- */
@@ -226,6 +312,8 @@ bdev_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
         return -EINVAL;
     if (l == NULL)
         return -ENOTSUP;
+    if (write && (n = check_inside(l, offset, len, "write")) < 0)
+        return n;
     cb = write ? VS_DRV_CB(l->drv, pwritev) : VS_DRV_CB(l->drv, preadv);
     lim = limits_of(l);
     /* the common case: one call within the limits, done in full */
@@ -430,9 +518,12 @@ vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         return r;
     if (length == 0)
         return 0;
-    return l != NULL ? VS_SERIALIZED(
-                           l, VS_DRV_CB(l->drv, allocate)(l, offset, length))
-                     : -ENOTSUP;
+    if (l == NULL)
+        return -ENOTSUP;
+    r = check_inside(l, offset, length, "allocation");
+    return r < 0 ? r
+                 : VS_SERIALIZED(
+                       l, VS_DRV_CB(l->drv, allocate)(l, offset, length));
 }
 
 /* Zero the range by writing zero buffers through the whole stack. */
@@ -466,12 +557,14 @@ zeroes_native(struct vs_bdev *l, uint64_t offset, uint64_t length,
         VS_DRV_CB(l->drv, write_zeroes);
     struct vs_limits lim = limits_of(l);
     bool first = true;
+    int r = check_inside(l, offset, length, "zeroing");
 
+    if (r < 0)
+        return r;
     while (length > 0) {
         uint64_t n =
             piece_len(offset, length, lim.max_transfer, lim.request_alignment);
-        int r = VS_SERIALIZED(l, cb(l, offset, n, flags));
-
+        r = VS_SERIALIZED(l, cb(l, offset, n, flags));
         if (r == -ENOTSUP && !first)
             return zeroes_emulate(l, offset, length, flags);
         if (r < 0)
@@ -636,7 +729,10 @@ vs_bdev_copy_range(struct vs_bdev *src, uint64_t src_off, struct vs_bdev *dst,
     length = MIN(length, (uint64_t)SSIZE_MAX);
     if (length == 0)
         return 0;
-    if (copy_cb != NULL && d != NULL && s->drv == d->drv) {
+    /* an offload that would reach past the destination object's end goes
+     * through memory, which writes only what the source has */
+    if (copy_cb != NULL && d != NULL && s->drv == d->drv &&
+        check_inside(d, dst_off, length, NULL) == 0) {
         /* two bdevs of one driver: both request locks, in address order */
         pthread_mutex_t *first = s < d ? s->serial : d->serial;
         pthread_mutex_t *second = s < d ? d->serial : s->serial;

@@ -165,6 +165,22 @@ vs_object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
     return cb != NULL ? cb(st, fn, arg) : -ENOTSUP;
 }
 
+/* Free a bdev whose driver state was never set up (or is released). */
+static void
+bdev_free(struct vs_bdev *bs)
+{
+    if (bs->serial != NULL) {
+        pthread_mutex_destroy(bs->serial);
+        free(bs->serial);
+    }
+    if (bs->size_lock != NULL) {
+        pthread_mutex_destroy(bs->size_lock);
+        free(bs->size_lock);
+    }
+    free(bs->name);
+    free(bs);
+}
+
 /* A zeroed bdev of driver DRV named LABEL, or NULL without memory. */
 static struct vs_bdev *
 bdev_alloc(const struct vs_driver *drv, const char *label, unsigned flags)
@@ -186,14 +202,21 @@ bdev_alloc(const struct vs_driver *drv, const char *label, unsigned flags)
          * (an emulated operation runs its own callbacks) */
         bs->serial = malloc(sizeof(*bs->serial));
         if (bs->serial == NULL) {
-            free(bs->name);
-            free(bs);
+            bdev_free(bs);
             return NULL;
         }
         pthread_mutexattr_init(&attr);
         pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
         pthread_mutex_init(bs->serial, &attr);
         pthread_mutexattr_destroy(&attr);
+    }
+    if (drv->kind == VS_DRIVER_PROTOCOL) {
+        bs->size_lock = malloc(sizeof(*bs->size_lock));
+        if (bs->size_lock == NULL) {
+            bdev_free(bs);
+            return NULL;
+        }
+        pthread_mutex_init(bs->size_lock, NULL);
     }
     return bs;
 }
@@ -226,18 +249,6 @@ vs_limits_settle(struct vs_bdev *bs)
     return 0;
 }
 
-/* Free a bdev whose driver state was never set up (or is released). */
-static void
-bdev_free(struct vs_bdev *bs)
-{
-    if (bs->serial != NULL) {
-        pthread_mutex_destroy(bs->serial);
-        free(bs->serial);
-    }
-    free(bs->name);
-    free(bs);
-}
-
 /* Undo a driver's successful open (its limits turned out unusable). */
 static void
 bdev_release(struct vs_bdev *bs)
@@ -246,6 +257,27 @@ bdev_release(struct vs_bdev *bs)
 
     if (close_cb != NULL)
         close_cb(bs);
+}
+
+/* Start tracking the size of the object just opened into BS, so that the
+ * generic layer can refuse writes past its end (see object_size). */
+static int
+track_size(struct vs_bdev *bs)
+{
+    int64_t (*size_cb)(struct vs_bdev *) = VS_DRV_CB(bs->drv, get_size);
+    int64_t size;
+
+    if (size_cb == NULL) { /* nothing to check against */
+        pthread_mutex_destroy(bs->size_lock);
+        free(bs->size_lock);
+        bs->size_lock = NULL;
+        return 0;
+    }
+    size = VS_SERIALIZED(bs, size_cb(bs));
+    if (size < 0)
+        return (int)size;
+    bs->object_size = (uint64_t)size;
+    return 0;
 }
 
 int
@@ -263,7 +295,7 @@ vs_object_open(struct vs_store *st, const char *name, unsigned flags,
     if (bs == NULL)
         return -ENOMEM;
     r = open_cb(st, name, bs);
-    if (r == 0 && (r = vs_limits_settle(bs)) < 0)
+    if (r == 0 && ((r = vs_limits_settle(bs)) < 0 || (r = track_size(bs)) < 0))
         bdev_release(bs);
     if (r < 0) {
         vs_log_debug(VS_LOG_CAT_BACKEND, "object '%s': open failed: %s",

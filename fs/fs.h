@@ -151,6 +151,12 @@ bool vs_volume_known_sizes(struct vs_volume *vol, int64_t *size,
 void vs_volume_remember_sizes(struct vs_volume *vol, int64_t size,
                               int64_t allocated);
 
+/* ---- threads of our own (thread.c) ---- */
+
+/* pthread_create with every signal blocked in the new thread, so that the
+ * signals that stop the daemon reach a FUSE worker; 0 or -errno. */
+int vs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
 /* ---- idle chains (idle.c) ---- */
 
 struct vs_tree;

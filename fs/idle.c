@@ -230,7 +230,7 @@ vs_idle_start(struct vs_tree *tree, uint64_t limit)
     max_layers = limit ? limit : vs_idle_default_limit();
     stopping = false;
     pthread_mutex_unlock(&lru_lock);
-    r = -pthread_create(&reaper, NULL, reaper_main, NULL);
+    r = vs_thread_start(&reaper, reaper_main, NULL);
     if (r == 0)
         running = true;
     else

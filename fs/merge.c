@@ -244,7 +244,7 @@ launch(struct vs_tree *tree, struct vs_node *v, struct vs_node *c, bool down)
                                 (atomic_load(&job->total) + CHUNK - 1) / CHUNK);
     pthread_mutex_lock(&jobs_lock);
     if (r == 0)
-        r = -pthread_create(&job->thread, NULL, merge_thread, job);
+        r = vs_thread_start(&job->thread, merge_thread, job);
     if (r == 0) {
         job->next = jobs;
         jobs = job;

@@ -131,7 +131,8 @@ struct qcow2 {
     bool extl2;         /* extended L2 entries (subclusters) */
     uint32_t sc_bits;   /* subcluster size: cluster_bits - 5, or cluster_bits
                            without subclusters (one "subcluster" a cluster) */
-    uint64_t file_size; /* at open, for validation */
+    uint64_t file_size; /* the object's size: at open (validation), then
+                           as extended ahead of allocation (refcount.c) */
 
     pthread_rwlock_t lock;
     pthread_mutex_t flush_lock;
@@ -151,6 +152,8 @@ struct qcow2 {
     uint64_t rc_cap;    /* entries in rc */
     uint64_t end;       /* first cluster index past every used one */
     uint64_t free_hint; /* no free cluster below this index */
+    uint64_t reserve;   /* clusters at the object's end kept for a flush's
+                           refcount blocks and table (refcount.c) */
     uint64_t *rt;       /* the refcount table, host order */
     uint64_t rt_entries;
     uint8_t *rb_dirty; /* per refcount block: rb_cap entries */
@@ -358,7 +361,8 @@ void qcow2_compressed_span(const struct qcow2 *s, uint64_t e, uint64_t *off,
 int qcow2_rc_load(struct qcow2 *s);
 void qcow2_rc_free(struct qcow2 *s);
 /* Allocate one free host cluster (refcount 1): its byte offset, or 0
- * with *err set; wrlock. */
+ * with *err set (-ENOSPC when the object cannot grow to hold it and the
+ * refcount metadata a flush needs for it); wrlock. */
 uint64_t qcow2_alloc_cluster(struct qcow2 *s, int *err);
 /* Allocate N contiguous host clusters at the end of the image; wrlock. */
 uint64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, int *err);

@@ -17,6 +17,17 @@
  * until nothing changes; since a block covers thousands of clusters this
  * ends after two or three rounds.
  *
+ * Growing the object.  Objects do not grow by being written past their
+ * end (an LV or a LUN region cannot), so before a cluster past the
+ * object's end is handed out the object is extended, ahead of need: to the
+ * new end plus a chunk (a watermark, as SAN platforms extend qcow2 on
+ * LVs), or only to what is needed when the storage has no room for the
+ * chunk.  Data and table allocations must leave `reserve` clusters free at
+ * the end for the refcount blocks and table that the next flush places;
+ * only the flush's own allocations may use them.  So a full store fails
+ * the guest's write with ENOSPC and never the flush that makes earlier
+ * writes durable.
+ *
  * Freeing is deferred: a cluster that a mapping change stops referencing
  * is queued (qcow2_free_later) and its count drops only after the flush
  * that wrote the unlinking has been made durable (qcow2_flush.c).  Until
@@ -33,6 +44,14 @@
 
 /* Host offsets must fit the 56 bits an L2 entry can hold. */
 #define MAX_HOST_OFFSET (1ull << 56)
+/* How far ahead of its allocation the object is extended, in clusters,
+ * unless the storage grows in larger units (an LVM extent): a local file
+ * then takes one truncate per megabyte written (64 KiB clusters). */
+#define GROW_CLUSTERS 16
+/* Clusters kept for the flush beyond what the count below finds. */
+#define RESERVE_MARGIN 2
+
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 static uint64_t
 rb_get(const uint8_t *b, uint64_t j, uint32_t order)
@@ -223,8 +242,60 @@ qcow2_rc_free(struct qcow2 *s)
 
 /* ---- allocation and freeing ---- */
 
-uint64_t
-qcow2_alloc_cluster(struct qcow2 *s, int *err)
+/* Clusters a flush may have to allocate for refcount metadata once every
+ * cluster below END is in use: one per block range that has no block yet,
+ * and a larger table (with blocks for it) when the table is too small. */
+static uint64_t
+reserve_for(const struct qcow2 *s, uint64_t end)
+{
+    uint64_t per = s->cs / 8;
+    uint64_t nblocks = (end + s->rb_entries - 1) / s->rb_entries;
+    uint64_t need = RESERVE_MARGIN;
+
+    for (uint64_t b = 0; b < nblocks; b++)
+        need += b >= s->rt_entries || s->rt[b] == 0;
+    if (nblocks > s->rt_entries) {
+        uint64_t table = (nblocks * 2 + per - 1) / per;
+
+        need += table + table / s->rb_entries + 1;
+    }
+    return need;
+}
+
+/* Make the object hold the clusters below END, and the flush's reserve
+ * after them unless FOR_FLUSH (the flush is what uses the reserve);
+ * extend it ahead by a chunk when it must grow.  0 or -errno. */
+static int
+ensure_room(struct qcow2 *s, uint64_t end, bool for_flush)
+{
+    uint64_t chunk =
+        MAX(GROW_CLUSTERS * s->cs, s->file->limits.grow_granularity);
+    uint64_t need, want;
+    int64_t size;
+
+    need = (end + (for_flush ? 0 : s->reserve)) << s->cluster_bits;
+    if (need <= s->file_size)
+        return 0;
+    want = need + chunk;
+    if (!for_flush) {
+        /* the reserve for everything up to the chunk's end */
+        s->reserve = reserve_for(s, want >> s->cluster_bits);
+        need = (end + s->reserve) << s->cluster_bits;
+        want = need + chunk;
+    }
+    size = vs_bdev_extend(s->file, need, want);
+    if (size == -ENOTSUP) /* an object nobody tracks: a plain file */
+        return 0;
+    if (size < 0)
+        return size == -EFBIG ? -ENOSPC : (int)size;
+    s->file_size = (uint64_t)size;
+    return 0;
+}
+
+/* One free cluster (qcow2_alloc_cluster), FOR_FLUSH when the flush places
+ * refcount blocks. */
+static uint64_t
+alloc_one(struct qcow2 *s, bool for_flush, int *err)
 {
     uint64_t i = s->free_hint;
 
@@ -234,7 +305,9 @@ qcow2_alloc_cluster(struct qcow2 *s, int *err)
         *err = -ENOSPC;
         return 0;
     }
-    *err = rc_ensure(s, i);
+    *err = ensure_room(s, i + 1, for_flush);
+    if (*err == 0)
+        *err = rc_ensure(s, i);
     if (*err < 0)
         return 0;
     rc_set(s, i, 1);
@@ -242,8 +315,10 @@ qcow2_alloc_cluster(struct qcow2 *s, int *err)
     return i << s->cluster_bits;
 }
 
-uint64_t
-qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, int *err)
+/* A run at the end (qcow2_alloc_clusters), FOR_FLUSH when the flush relocates
+ * the table. */
+static uint64_t
+alloc_run(struct qcow2 *s, uint64_t n, bool for_flush, int *err)
 {
     uint64_t i = s->end;
 
@@ -251,12 +326,26 @@ qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, int *err)
         *err = -ENOSPC;
         return 0;
     }
-    *err = rc_ensure(s, i + n);
+    *err = ensure_room(s, i + n, for_flush);
+    if (*err == 0)
+        *err = rc_ensure(s, i + n);
     if (*err < 0)
         return 0;
     for (uint64_t k = 0; k < n; k++)
         rc_set(s, i + k, 1);
     return i << s->cluster_bits;
+}
+
+uint64_t
+qcow2_alloc_cluster(struct qcow2 *s, int *err)
+{
+    return alloc_one(s, false, err);
+}
+
+uint64_t
+qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, int *err)
+{
+    return alloc_run(s, n, false, err);
 }
 
 void
@@ -322,7 +411,7 @@ grow_table(struct qcow2 *s, uint64_t need)
         return -ENOMEM;
     memset(rt + s->rt_entries, 0, (entries - s->rt_entries) * sizeof(*rt));
     s->rt = rt;
-    off = qcow2_alloc_clusters(s, clusters, &r);
+    off = alloc_run(s, clusters, true, &r);
     if (off == 0)
         return r;
     for (uint64_t c = 0; c < s->h.rt_clusters && r == 0; c++)
@@ -365,7 +454,7 @@ place_blocks(struct qcow2 *s, uint64_t nblocks, bool *changed)
             s->rb_dirty[b] = 0;
             continue;
         }
-        host = qcow2_alloc_cluster(s, &r);
+        host = alloc_one(s, true, &r);
         if (host == 0)
             return r;
         s->rt[b] = host;

@@ -89,6 +89,13 @@ int64_t vs_bdev_size(struct vs_bdev *bs);
 int64_t vs_bdev_allocated(struct vs_bdev *bs);
 /* Set the virtual size (see the driver contract); -EROFS, -ENOTSUP. */
 int vs_bdev_truncate(struct vs_bdev *bs, uint64_t size);
+/* Grow the protocol object under BS (through passthrough formats) to at
+ * least MIN bytes, to WANT (>= MIN) when the storage has room for it, both
+ * rounded up to its grow_granularity; never shrink it.  The object's new
+ * size, or -errno: -ENOSPC when the storage cannot hold MIN bytes (the
+ * object is then as it was), -ENOTSUP when BS is not over an object the
+ * generic layer tracks. */
+int64_t vs_bdev_extend(struct vs_bdev *bs, uint64_t min, uint64_t want);
 /* Read the iovec at offset: the count, short only at the end of the object
  * (short driver transfers are completed here), or -errno. */
 ssize_t vs_bdev_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,

@@ -155,9 +155,9 @@ struct vs_limits {
      * [discard_alignment + k * discard_granularity, + discard_granularity).
      * Below discard_granularity.  Default 0. */
     uint32_t discard_alignment;
-    /* Unit in which the object's storage grows (an LVM extent); a caller
-     * that grows the object may round its request up to it.  The generic
-     * layer does not round sizes.  Default (0): 1. */
+    /* Unit in which the object's storage grows (an LVM extent):
+     * vs_bdev_extend rounds the sizes it asks for up to it (truncate, an
+     * exact size, does not).  Default (0): 1. */
     uint64_t grow_granularity;
 };
 
@@ -200,6 +200,14 @@ struct vs_bdev {
     /* Generic layer only: held around each callback when the driver's
      * thread_model serializes requests; NULL otherwise. */
     pthread_mutex_t *serial;
+    /* Generic layer only, protocol objects opened by vs_object_open: the
+     * object's size as last set (its size at open, then every truncate
+     * and extend through the generic layer), and the lock that orders
+     * those changes.  Objects never grow implicitly: a write, zeroing,
+     * allocation or copy that reaches past object_size is refused before
+     * the driver sees it.  size_lock is NULL for bdevs not tracked. */
+    uint64_t object_size;
+    pthread_mutex_t *size_lock;
 };
 
 /*
@@ -285,7 +293,11 @@ struct vs_driver {
     /* Bytes the object occupies on the storage, or -errno. */
     int64_t (*get_allocated)(struct vs_bdev *bs);
     /* Set the virtual size.  Growing reads as zeros; shrinking is only asked
-     * for when the caller has checked that nobody uses the volume. */
+     * for when the caller has checked that nobody uses the volume.  For a
+     * protocol object this is also how it grows (vs_bdev_extend): objects
+     * never grow by being written past their end, and a store that cannot
+     * hold the new size (a full LUN or VG) answers -ENOSPC and leaves the
+     * object as it was. */
     int (*truncate)(struct vs_bdev *bs, uint64_t size);
     /* Read up to the iovec total at offset; short only at end of object.
      * Offsets and buffers have no alignment guarantee unless VS_IO_DIRECT
@@ -294,7 +306,9 @@ struct vs_driver {
     ssize_t (*preadv)(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                       uint64_t offset, unsigned flags);
     /* Write the whole iovec at offset, growing nothing: the caller keeps
-     * writes inside the virtual size.  Same alignment rules as preadv. */
+     * writes inside the virtual size (the generic layer refuses, with
+     * -EINVAL and a log line, a write past a protocol object's end, so a
+     * driver never sees one).  Same alignment rules as preadv. */
     ssize_t (*pwritev)(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                        uint64_t offset, unsigned flags);
     /* Make every completed write durable.  After a failure, the generic

@@ -15,14 +15,16 @@
  * the request, and the first that fires (every time, or on its Nth match)
  * decides: a delay sleeps outside the lock, a failure answers at once,
  * a short transfer passes the first half of the iovec down, a hang waits
- * on a condition variable until the test releases the rule.  Other
- * operations (size, block status, truncate, allocate) always pass.
+ * on a condition variable until the test releases the rule.  A truncate
+ * that grows the object passes the gate as FAULT_GROW.  Other operations
+ * (size, block status, shrinking, allocate) always pass.
  *
  * The driver is registered by fault_register() (vs_driver_register_extra):
  * only test programs know the "fault:" scheme.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -143,10 +145,11 @@ fault_clear(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* The first rule that fires for OP on OBJECT, counting the request in
- * every matching rule; NULL if none (lock held). */
+/* The first rule that fires for OP on OBJECT (growing it to SIZE bytes
+ * for FAULT_GROW), counting the request in every matching rule; NULL if
+ * none (lock held). */
 static struct rule *
-rule_firing(const char *object, unsigned op)
+rule_firing(const char *object, unsigned op, uint64_t size)
 {
     struct rule *fired = NULL;
 
@@ -154,7 +157,8 @@ rule_firing(const char *object, unsigned op)
         struct rule *r = &rules[i];
 
         if (!(r->r.ops & op) ||
-            (r->object != NULL && strcmp(r->object, object) != 0))
+            (r->object != NULL && strcmp(r->object, object) != 0) ||
+            (op == FAULT_GROW && size <= r->r.above))
             continue;
         r->seen++;
         if (fired == NULL && (r->r.nth == 0 || r->seen == r->r.nth)) {
@@ -171,14 +175,14 @@ rule_firing(const char *object, unsigned op)
  * hangs happen here.
  */
 static int
-gate(const char *object, unsigned op)
+gate_size(const char *object, unsigned op, uint64_t size)
 {
     struct rule *r;
     unsigned delay = 0;
     int ret = 0;
 
     pthread_mutex_lock(&lock);
-    r = rule_firing(object, op);
+    r = rule_firing(object, op, size);
     if (r != NULL && r->r.mode == FAULT_FAIL)
         ret = -(r->r.err != 0 ? r->r.err : EIO);
     else if (r != NULL && r->r.mode == FAULT_SHORT)
@@ -197,6 +201,12 @@ gate(const char *object, unsigned op)
     if (delay > 0)
         usleep(delay);
     return ret;
+}
+
+static int
+gate(const char *object, unsigned op)
+{
+    return gate_size(object, op, 0);
 }
 
 /* ---- block I/O ---- */
@@ -307,7 +317,12 @@ fault_get_allocated(struct vs_bdev *bs)
 static int
 fault_truncate(struct vs_bdev *bs, uint64_t size)
 {
-    return vs_bdev_truncate(fobj(bs)->inner, size);
+    int64_t now = vs_bdev_size(fobj(bs)->inner);
+    int r = now >= 0 && size > (uint64_t)now
+                ? gate_size(fobj(bs)->name, FAULT_GROW, size)
+                : 0;
+
+    return r < 0 ? r : vs_bdev_truncate(fobj(bs)->inner, size);
 }
 
 static int

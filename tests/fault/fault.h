@@ -15,6 +15,9 @@
  *     ...
  *     fault_hits(id); fault_clear();
  *
+ * Growth: a rule for FAULT_GROW catches truncates that make an object
+ * larger than `above` bytes (FAULT_FAIL with ENOSPC: a full LUN or VG).
+ *
  * Modes: FAULT_DELAY sleeps delay_us before the request; FAULT_FAIL
  * answers -err without touching the storage; FAULT_SHORT moves only half
  * of a read or write (rounded down, at least one byte); FAULT_HANG holds
@@ -34,7 +37,8 @@ enum fault_op {
     FAULT_FLUSH = 1 << 2,
     FAULT_DISCARD = 1 << 3,
     FAULT_ZEROES = 1 << 4,
-    FAULT_ALL = (1 << 5) - 1,
+    FAULT_GROW = 1 << 5, /* a truncate that makes the object larger */
+    FAULT_ALL = (1 << 6) - 1,
 };
 
 /* What a firing rule does to a request. */
@@ -53,6 +57,9 @@ struct fault_rule {
     unsigned nth;      /* 0: every matching request; N: the Nth only */
     int err;           /* FAULT_FAIL: the positive errno (EIO, ETIMEDOUT) */
     unsigned delay_us; /* FAULT_DELAY: microseconds */
+    /* FAULT_GROW: match only growth to more than this many bytes (a store
+     * with a fixed-size object limit: FAULT_FAIL with ENOSPC) */
+    unsigned long long above;
 };
 
 /* Register the driver (scheme "fault:"); 0, or -errno; idempotent. */

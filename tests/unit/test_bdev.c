@@ -750,6 +750,48 @@ test_frozen_backing(void)
     vs_bdev_close(parent);
 }
 
+/* Objects never grow by being written: the generic layer refuses a write,
+ * a zeroing or an allocation past a protocol object's end (EINVAL, nothing
+ * written), and vs_bdev_extend grows an object, rounded to its
+ * grow_granularity, never shrinking it. */
+static void
+test_no_implicit_growth(void)
+{
+    struct vs_bdev *raw = open_raw("nogrow", 64 * KiB, 0);
+    struct vs_bdev *obj = raw != NULL ? raw->file : NULL;
+    char byte = 7;
+
+    if (obj == NULL) {
+        ok(false, "growth: a raw object");
+        return;
+    }
+    ok(obj->size_lock != NULL && obj->object_size == 64 * KiB,
+       "growth: the object's size is known from its open");
+    is_int(vs_bdev_pwrite(raw, &byte, 1, 64 * KiB), -EINVAL,
+           "growth: a write at the end is refused (EINVAL)");
+    is_int(vs_bdev_pwrite(raw, &byte, 2, 64 * KiB - 1), -EINVAL,
+           "growth: ... and one that crosses it");
+    is_int(vs_bdev_write_zeroes(raw, 60 * KiB, 8 * KiB, 0), -EINVAL,
+           "growth: ... and zeroing across it");
+    is_int(vs_bdev_size(raw), 64 * KiB, "growth: the object did not grow");
+    is_int(vs_bdev_pwrite(raw, &byte, 1, 64 * KiB - 1), 1,
+           "growth: the last byte takes a write");
+    obj->limits.grow_granularity = 4 * KiB;
+    is_int(vs_bdev_extend(raw, 65 * KiB, 0), 68 * KiB,
+           "growth: extend rounds up to the grow granularity");
+    is_int(vs_bdev_size(raw), 68 * KiB, "growth: ... and the object has it");
+    is_int(vs_bdev_extend(raw, 66 * KiB, 100 * KiB), 68 * KiB,
+           "growth: extend to less than the size changes nothing");
+    is_int(vs_bdev_extend(raw, 70 * KiB, 100 * KiB), 100 * KiB,
+           "growth: extend takes the whole chunk wanted when it can");
+    is_int(vs_bdev_pwrite(raw, &byte, 1, 99 * KiB), 1,
+           "growth: the grown part takes writes");
+    is_int(vs_bdev_truncate(raw, 64 * KiB), 0, "growth: truncate shrinks it");
+    is_int(vs_bdev_pwrite(raw, &byte, 1, 99 * KiB), -EINVAL,
+           "growth: past the new end, writes are refused again");
+    vs_bdev_close(raw);
+}
+
 /* ---- copy ---- */
 
 static void
@@ -1234,6 +1276,7 @@ main(void)
     test_fall_through();
     test_chain_status();
     test_frozen_backing();
+    test_no_implicit_growth();
     test_copy_storage();
     test_copy_memory();
     test_emulation();

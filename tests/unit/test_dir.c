@@ -212,7 +212,7 @@ test_block_status(struct vs_store *st)
     void *buf = calloc(1, MiB);
     int st0;
 
-    if (vs_object_create(st, "runs", 0) < 0 ||
+    if (vs_object_create(st, "runs", 4 * MiB) < 0 ||
         vs_object_open(st, "runs", 0, "runs", &bs) < 0 || !buf) {
         ok(false, "block status: object");
         free(buf);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +262,119 @@ test_flush_fail(void)
     vs_bdev_close(top);
 }
 
+/* qcow2 over object NAME opened through the fault store, or NULL. */
+static struct vs_bdev *
+open_fault_qcow2(const char *name)
+{
+    struct vs_bdev *file = NULL, *top = NULL;
+
+    if (vs_object_open(fst, name, 0, name, &file) < 0)
+        return NULL;
+    if (vs_format_open("qcow2", file, NULL, 0, &top) < 0) {
+        vs_bdev_close(file);
+        return NULL;
+    }
+    return top;
+}
+
+/* Write 64 KiB clusters of a per-cluster pattern from cluster FIRST on
+ * until one fails: the number of the first that failed (or LAST), its
+ * answer in *ERR. */
+static uint64_t
+fill_until_error(struct vs_bdev *top, uint64_t first, uint64_t last,
+                 ssize_t *err)
+{
+    uint8_t *buf = malloc(64 * KiB);
+    uint64_t k;
+
+    *err = buf != NULL ? 0 : -ENOMEM;
+    for (k = first; k < last && *err >= 0; k++) {
+        fill(buf, 64 * KiB, (unsigned)k);
+        *err = vs_bdev_pwrite(top, buf, 64 * KiB, k * 64 * KiB);
+        if (*err < 0)
+            break;
+    }
+    free(buf);
+    return k;
+}
+
+/* Clusters [0, n) hold their pattern (cluster 0 pattern SEED0). */
+static bool
+clusters_hold(struct vs_bdev *top, uint64_t n, unsigned seed0)
+{
+    uint8_t *want = malloc(64 * KiB), *got = malloc(64 * KiB);
+    bool same = want != NULL && got != NULL;
+
+    for (uint64_t k = 0; same && k < n; k++) {
+        fill(want, 64 * KiB, k == 0 ? seed0 : (unsigned)k);
+        same = vs_bdev_pread(top, got, 64 * KiB, k * 64 * KiB) ==
+                   (ssize_t)(64 * KiB) &&
+               memcmp(want, got, 64 * KiB) == 0;
+    }
+    free(want);
+    free(got);
+    return same;
+}
+
+/*
+ * A qcow2 layer on a store whose objects cannot grow past 4 MiB (a full
+ * LUN or VG): the object is extended explicitly ahead of allocation, and
+ * when it cannot grow the guest's write gets ENOSPC, never EIO; what was
+ * acknowledged reads back, overwrites and flushes still work, qemu-img
+ * check finds the image clean, and writes go on once the store has room.
+ */
+static void
+test_grow_limit(void)
+{
+    const uint64_t size = 64 * MiB, limit = 4 * MiB;
+    struct vs_bdev *top;
+    struct stat sb;
+    uint64_t n, more;
+    ssize_t err;
+    int id;
+
+    if (tu_create_qcow2("full", size, NULL, NULL) < 0 ||
+        (top = open_fault_qcow2("full")) == NULL) {
+        ok(false, "growth: a qcow2 image on the fault store");
+        return;
+    }
+    id = fault_add(&(struct fault_rule){.object = "full",
+                                        .ops = FAULT_GROW,
+                                        .mode = FAULT_FAIL,
+                                        .err = ENOSPC,
+                                        .above = limit});
+    n = fill_until_error(top, 0, size / (64 * KiB), &err);
+    is_int(err, -ENOSPC, "growth: the write the store cannot hold gets ENOSPC");
+    ok(n * 64 * KiB >= limit / 2 && n * 64 * KiB < limit,
+       "growth: ... after %llu KiB of writes went in (object limit %llu KiB)",
+       (unsigned long long)(n * 64), (unsigned long long)(limit / KiB));
+    ok(fault_hits(id) > 0, "growth: the store refused to grow the object");
+    ok(stat(tu_obj_path("full"), &sb) == 0 && (uint64_t)sb.st_size <= limit,
+       "growth: the object never grew past the limit");
+    is_int(vs_bdev_flush(top), 0, "growth: the flush after it succeeds");
+    {
+        uint8_t *buf = malloc(64 * KiB);
+
+        fill(buf, 64 * KiB, 999);
+        is_int(vs_bdev_pwrite(top, buf, 64 * KiB, 0), 64 * KiB,
+               "growth: an overwrite of written data still works");
+        free(buf);
+    }
+    is_int(vs_bdev_flush(top), 0, "growth: ... and is flushed");
+    ok(clusters_hold(top, n, 999),
+       "growth: every acknowledged write reads back");
+    vs_bdev_close(top);
+    ok(tu_qemu_check("full"), "growth: qemu-img check: clean, no leaks");
+    fault_clear();
+    top = open_fault_qcow2("full");
+    more = top != NULL ? fill_until_error(top, n, n + 64, &err) : 0;
+    is_int(err, 64 * KiB, "growth: once the store has room, writes go on");
+    ok(top != NULL && clusters_hold(top, more, 999),
+       "growth: ... and everything reads back");
+    vs_bdev_close(top);
+    ok(tu_qemu_check("full"), "growth: qemu-img check after it: clean");
+}
+
 static int
 setup(void)
 {
@@ -300,6 +414,7 @@ main(void)
         hang_one(top, FAULT_FLUSH, "flush");
         vs_bdev_close(top);
         test_flush_fail();
+        test_grow_limit();
     }
     vs_store_close(fst);
     tu_scratch_close(st);

@@ -59,7 +59,7 @@ store(const uint8_t *img, size_t len)
     struct vs_bdev *file = NULL;
 
     snprintf(name, sizeof(name), "img%d", serial++);
-    if (vs_object_create(st, name, 0) < 0 ||
+    if (vs_object_create(st, name, len) < 0 ||
         vs_object_open(st, name, 0, name, &file) < 0)
         return NULL;
     vs_bdev_pwrite(file, img, len, 0);
