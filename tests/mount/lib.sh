@@ -269,12 +269,14 @@ try_start_vstorfs() {
         shift
     fi
     echo "=== start: $VSTORFS -f $dir $MNT $*" >>"$LOG"
-    # Bash starts background jobs with SIGINT and SIGQUIT ignored, and
-    # libfuse leaves an ignored signal alone: restore the defaults that a
-    # daemon started by systemd or a terminal has.
+    # Bash starts background jobs with SIGINT and SIGQUIT ignored (and a
+    # suite run under nohup has SIGHUP ignored), and libfuse leaves an
+    # ignored signal alone: restore the defaults that a daemon started by
+    # systemd or a terminal has.
     "$PY" -c 'import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 os.execv(sys.argv[1], sys.argv[1:])' "$VSTORFS" -f "$dir" "$MNT" "$@" \
         </dev/null >>"$LOG" 2>&1 &
     VSTORFS_PID=$!
