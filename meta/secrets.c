@@ -129,17 +129,18 @@ read_all(int fd, char *buf, size_t len, const char *path, char *why,
     return 0;
 }
 
-/* Parse the text of secrets file PATH into OUT. */
+/* Parse the text of secrets file PATH into OUT.  The parser's reason is
+ * not passed on: in a damaged file, what it takes for a key may be a piece
+ * of a value. */
 static int
 parse_file(const char *text, const char *path, struct vs_options *out,
            char *why, size_t len)
 {
-    char reason[160];
-    int r = vs_options_parse(text, out, reason, sizeof(reason));
-
-    if (r < 0)
-        return why_set(why, len, -EINVAL, "secrets file '%s': %s", path,
-                       reason);
+    if (vs_options_parse(text, out, NULL, 0) < 0)
+        return why_set(why, len, -EINVAL,
+                       "secrets file '%s' is not a valid list (rewrite it "
+                       "with vstor secret set)",
+                       path);
     return 0;
 }
 
