@@ -67,7 +67,7 @@ test_parse_bad(void)
     static const char *const bad[] = {
         "=v",     "a",        "a=",       "A=1",        "1a=1",   "a-b=1",
         "a=1,",   ",a=1",     "a=1,,b=2", "a=1,a=2",    "a=x\\y", "a=x\\",
-        "a=\x01", "a=tab\tx", "a=\x7f",   "a=\xc3\xa9", "a=1,b",  "a=1 ,b=2",
+        "a=\x01", "a=tab\tx", "a=\x7f",   "a=\xc3\xa9", "a=1,b",
     };
     struct vs_options o = {.count = 1};
     char why[256], longkey[64], longval[VS_OPTION_VALUE_MAX + 8], many[512];
