@@ -25,8 +25,100 @@
 
 /* ---- stores ---- */
 
+/* The row of DRV's option table for KEY, or NULL. */
+static const struct vs_option_spec *
+option_spec(const struct vs_driver *drv, const char *key)
+{
+    const struct vs_option_spec *spec = VS_DRV_CB(drv, options);
+
+    for (; spec != NULL && spec->key != NULL; spec++)
+        if (strcmp(spec->key, key) == 0)
+            return spec;
+    return NULL;
+}
+
+/* Check each key of LIST (secrets when SECRET) against DRV's table. */
+static int
+check_list(const struct vs_driver *drv, const struct vs_options *list,
+           bool secret, char *why, size_t len)
+{
+    const char *what = secret ? "secret" : "option";
+
+    for (unsigned i = 0; list != NULL && i < list->count; i++) {
+        const char *key = list->item[i].key;
+        const struct vs_option_spec *spec = option_spec(drv, key);
+
+        if (spec == NULL)
+            snprintf(why, len,
+                     "unknown %s '%s' (the %s driver does not take "
+                     "it)",
+                     what, key, drv->name);
+        else if (spec->secret && !secret)
+            snprintf(why, len,
+                     "option '%s' is a secret: give it with `vstor "
+                     "secret set`, never in the options",
+                     key);
+        else if (!spec->secret && secret)
+            snprintf(why, len,
+                     "secret '%s' is a plain option of the %s "
+                     "driver, not a secret",
+                     key, drv->name);
+        else if (spec->check != NULL && spec->check(list->item[i].value) < 0)
+            snprintf(why, len, "%s '%s': bad value (%s)", what, key,
+                     spec->help);
+        else
+            continue;
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int
-vs_store_open(const char *location, bool create, struct vs_store **out)
+vs_store_check_options(const char *location, const struct vs_options *options,
+                       const struct vs_options *secrets, char *why,
+                       size_t why_len)
+{
+    const struct vs_driver *drv = vs_driver_for_location(location);
+    char scratch[8];
+    int r;
+
+    if (why == NULL || why_len == 0)
+        why = scratch, why_len = sizeof(scratch);
+    if (drv == NULL)
+        return -EPROTONOSUPPORT;
+    r = check_list(drv, options, false, why, why_len);
+    return r < 0 ? r : check_list(drv, secrets, true, why, why_len);
+}
+
+/* Copy LIST (NULL: empty) into a new list; NULL without memory. */
+static struct vs_options *
+options_dup(const struct vs_options *list)
+{
+    struct vs_options *o = calloc(1, sizeof(*o));
+
+    if (o != NULL && list != NULL)
+        *o = *list;
+    return o;
+}
+
+/* Free a store that its driver never opened (or has closed). */
+static void
+store_free(struct vs_store *st)
+{
+    if (st->options != NULL)
+        free(st->options);
+    if (st->secrets != NULL) {
+        vs_options_wipe(st->secrets);
+        free(st->secrets);
+    }
+    free(st->location);
+    free(st);
+}
+
+int
+vs_store_open_with(const char *location, const struct vs_options *options,
+                   const struct vs_options *secrets, bool create,
+                   struct vs_store **out, char *why, size_t why_len)
 {
     const struct vs_driver *drv = vs_driver_for_location(location);
     int (*open_cb)(struct vs_store *, bool) = VS_DRV_CB(drv, store_open);
@@ -35,25 +127,40 @@ vs_store_open(const char *location, bool create, struct vs_store **out)
 
     if (drv == NULL || open_cb == NULL)
         return -EPROTONOSUPPORT;
+    r = vs_store_check_options(location, options, secrets, why, why_len);
+    if (r < 0)
+        return r;
     st = calloc(1, sizeof(*st));
     if (st == NULL)
         return -ENOMEM;
     st->drv = drv;
     st->location = strdup(location);
-    if (st->location == NULL) {
-        free(st);
+    st->options = options_dup(options);
+    st->secrets = options_dup(secrets);
+    if (st->location == NULL || st->options == NULL || st->secrets == NULL) {
+        store_free(st);
         return -ENOMEM;
     }
     r = open_cb(st, create);
     if (r < 0) {
         vs_log_debug(VS_LOG_CAT_BACKEND, "store '%s': open failed: %s",
                      location, strerror(-r));
-        free(st->location);
-        free(st);
+        if (r == -EINVAL && why != NULL && why_len > 0)
+            snprintf(why, why_len,
+                     "the %s driver refused the location or "
+                     "its options",
+                     drv->name);
+        store_free(st);
         return r;
     }
     *out = st;
     return 0;
+}
+
+int
+vs_store_open(const char *location, bool create, struct vs_store **out)
+{
+    return vs_store_open_with(location, NULL, NULL, create, out, NULL, 0);
 }
 
 int
@@ -98,8 +205,7 @@ vs_store_close(struct vs_store *st)
     close_cb = VS_DRV_CB(st->drv, store_close);
     if (close_cb != NULL)
         close_cb(st);
-    free(st->location);
-    free(st);
+    store_free(st);
 }
 
 int

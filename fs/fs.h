@@ -5,6 +5,7 @@
  *   tree.c     the namespace: domains, images, volumes kept in memory,
  *              mirrored in the catalog and the domains' metadata
  *   rescan.c   rebuilding the catalog from the domains' metadata
+ *   domain.c   opening a domain's store with its options and secrets
  *   volume.c   a volume's open block device, its size and its openers
  *   idle.c     closing the chains of volumes nobody uses (an LRU)
  *   chain.c    backing links (thin clones) and snapshots
@@ -393,7 +394,26 @@ int vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row);
 void vs_tree_detach_all(struct vs_tree *tree);
 /* Open the store and metadata area of a domain node; one that cannot be
  * opened is kept, read-only, with the reason. */
-int vs_tree_open_domain(struct vs_node *domain_node);
+int vs_tree_open_domain(struct vs_tree *tree, struct vs_node *domain_node);
+
+/* ---- a domain's options and secrets (domain.c) ---- */
+
+/* Open the store of domain ROW (row->location) with its options and the
+ * secrets this host keeps for it (DATA_DIR/secrets/UUID).  On failure the
+ * reason, naming keys but never a secret's value, is in WHY. */
+int vs_domain_open_store(struct vs_tree *tree, const struct vs_cat_node *row,
+                         bool create, struct vs_store **out, char *why,
+                         size_t len);
+/* Set the options of domain NODE to TEXT (SIZE bytes, a trailing newline
+ * allowed): parsed, checked by its driver on a store opened for the test
+ * (with the host's secrets), then written to its record and catalog row.
+ * They take effect at the domain's next attach (rescan, restart).
+ * -EINVAL/-E2BIG (bad list, unknown key, bad value), -EPERM (not a
+ * domain), -EROFS; the reason in WHY.  Write lock held. */
+int vs_domain_set_options(struct vs_tree *tree, struct vs_node *node,
+                          const char *text, size_t size, char *why, size_t len);
+/* Remove the secrets file of removed domain UUID (logs a failure). */
+void vs_domain_forget_secrets(struct vs_tree *tree, const char *uuid);
 /* Serve DOM read-only from now on, for the reason WHY (logged by caller). */
 void vs_domain_set_read_only(struct vs_domain *dom, const char *why);
 /* Refuse to serve volume NODE, for the reason WHY. */

@@ -56,6 +56,9 @@ struct action {
 struct dscan {
     char *location;
     char uuid[VS_UUID_LEN + 1]; /* the store's name: the domain's uuid */
+    /* its driver options: the catalog's until its record is read, then
+     * the record's (the storage's word) */
+    char options[VS_OPTIONS_TEXT_MAX + 1];
     enum dom_state state;
     char why[WHY_MAX];
     struct vs_record *recs;
@@ -294,6 +297,22 @@ domain_record(const struct dscan *d)
     return NULL;
 }
 
+/* Open the store of scanned domain D with its options and this host's
+ * secrets for it; the reason for a failure in WHY. */
+static int
+open_scanned(struct vs_tree *tree, const struct dscan *d, struct vs_store **st,
+             char *why, size_t len)
+{
+    struct vs_cat_node row;
+
+    memset(&row, 0, sizeof(row));
+    row.kind = VS_NODE_DOMAIN;
+    snprintf(row.uuid, sizeof(row.uuid), "%s", d->uuid);
+    snprintf(row.location, sizeof(row.location), "%s", d->location);
+    snprintf(row.options, sizeof(row.options), "%s", d->options);
+    return vs_domain_open_store(tree, &row, false, st, why, len);
+}
+
 /* Phase 1 for one domain: load its records, judge them, plan repairs. */
 static int
 read_domain(struct scan *s, struct dscan *d)
@@ -301,10 +320,14 @@ read_domain(struct scan *s, struct dscan *d)
     struct vs_store *st = NULL;
     struct vs_meta_area *meta = NULL;
     struct unnamed u = {.d = d};
+    struct vs_cat_node known;
+    char reason[256] = "";
     int r;
 
     s->cur = d;
-    r = vs_store_open(d->location, false, &st);
+    if (vs_catalog_get_by_uuid(s->tree->cat, d->uuid, &known) == 0)
+        snprintf(d->options, sizeof(d->options), "%s", known.options);
+    r = open_scanned(s->tree, d, &st, reason, sizeof(reason));
     if (r == 0)
         r = vs_meta_area_open(st, false, &meta);
     if (r == 0)
@@ -317,9 +340,9 @@ read_domain(struct scan *s, struct dscan *d)
     if (r < 0) {
         d->state = DOM_UNREADABLE;
         snprintf(d->why, sizeof(d->why),
-                 "no domain record can be read: its metadata cannot be read "
-                 "(%s)",
-                 strerror(-r));
+                 "no domain record can be read: its %s cannot be read (%s)",
+                 st ? "metadata" : "storage",
+                 reason[0] ? reason : strerror(-r));
     } else if ((r = vs_meta_area_check(meta, d->why, sizeof(d->why))) < 0) {
         d->state = DOM_DOUBT;
     } else if (d->ndoubtful > 0) {
@@ -330,6 +353,8 @@ read_domain(struct scan *s, struct dscan *d)
         r = 0;
     if (d->state == DOM_OK) {
         const struct vs_record *dom = domain_record(d);
+        if (dom)
+            snprintf(d->options, sizeof(d->options), "%s", dom->options);
         d->split = r > 0;
         d->destroy = dom && (dom->flags & VS_RECF_REMOVING);
         r = d->destroy ? 0 : plan_repairs(d);
@@ -448,8 +473,10 @@ upsert(struct scan *s, const struct dscan *d, const struct vs_record *rec,
     memcpy(row.name, rec->name, sizeof(row.name));
     memcpy(row.format, rec->format, sizeof(row.format));
     memcpy(row.object, rec->object, sizeof(row.object));
-    if (rec->kind == VS_REC_DOMAIN)
+    if (rec->kind == VS_REC_DOMAIN) {
         snprintf(row.location, sizeof(row.location), "%s", d->location);
+        memcpy(row.options, rec->options, sizeof(row.options));
+    }
     r = r == -ENOENT ? vs_catalog_insert(s->tree->cat, &row)
                      : vs_catalog_update(s->tree->cat, &row);
     if (r == -EEXIST && !s->rebuilding)
@@ -747,11 +774,12 @@ repair_with(struct dscan *d, struct vs_store *st, struct vs_meta_area *meta)
 
 /* Phase 3 for one trusted domain, on a store and area of its own. */
 static void
-repair_domain(struct dscan *d)
+repair_domain(struct vs_tree *tree, struct dscan *d)
 {
     struct vs_store *st = NULL;
     struct vs_meta_area *meta = NULL;
-    int r = vs_store_open(d->location, false, &st);
+    char reason[256];
+    int r = open_scanned(tree, d, &st, reason, sizeof(reason));
 
     if (r == 0 && d->destroy) {
         r = vs_store_destroy(st);
@@ -767,7 +795,7 @@ repair_domain(struct dscan *d)
         repair_with(d, st, meta);
     else
         vs_log(LOG_WARNING, "domain '%s': repairs not done: %s", d->location,
-               strerror(-r));
+               st ? strerror(-r) : reason);
     vs_meta_area_close(meta);
     vs_store_close(st);
 }
@@ -866,7 +894,7 @@ vs_tree_run_deferred(struct vs_tree *tree)
         if (n && n->domain && n->domain->meta && !d->destroy)
             repair_with(d, n->domain->store, n->domain->meta);
         else
-            repair_domain(d);
+            repair_domain(tree, d);
     }
     vs_tree_free_deferred(s);
 }
@@ -910,7 +938,7 @@ vs_tree_rescan(struct vs_tree *tree)
         if (tree->defer_repairs)
             keep = true; /* vs_tree_run_deferred, once the mount is up */
         else
-            repair_domain(&s->doms[i]);
+            repair_domain(tree, &s->doms[i]);
     }
     vs_tree_detach_all(tree);
     r = vs_catalog_foreach(tree->cat, attach_row, tree);

@@ -236,17 +236,18 @@ node_detach(struct vs_tree *tree, struct vs_node *node)
 }
 
 int
-vs_tree_open_domain(struct vs_node *node)
+vs_tree_open_domain(struct vs_tree *tree, struct vs_node *node)
 {
     struct vs_domain *dom = calloc(1, sizeof(*dom));
-    char why[128];
+    char why[400], reason[256];
     int r;
 
     if (!dom)
         return -ENOMEM;
-    r = vs_store_open(node->cat.location, false, &dom->store);
-    if (r == 0)
-        r = vs_meta_area_open(dom->store, false, &dom->meta);
+    r = vs_domain_open_store(tree, &node->cat, false, &dom->store, reason,
+                             sizeof(reason));
+    if (r == 0 && (r = vs_meta_area_open(dom->store, false, &dom->meta)) < 0)
+        snprintf(reason, sizeof(reason), "%s", strerror(-r));
     if (r == -ENOMEM) {
         domain_close(dom);
         return r;
@@ -254,7 +255,7 @@ vs_tree_open_domain(struct vs_node *node)
     if (r < 0) {
         /* its tree stays visible from the catalog; nothing is served */
         snprintf(why, sizeof(why), "its %s cannot be opened: %s",
-                 dom->store ? "metadata" : "storage", strerror(-r));
+                 dom->store ? "metadata" : "storage", reason);
         vs_log(LOG_ERR, "domain '%s': %s", node->cat.name, why);
         vs_domain_set_read_only(dom, why);
     }
@@ -311,7 +312,8 @@ vs_tree_attach(struct vs_tree *tree, const struct vs_cat_node *row)
     node = node_new(row);
     if (!node)
         return -ENOMEM;
-    if (row->kind == VS_NODE_DOMAIN && (r = vs_tree_open_domain(node)) < 0) {
+    if (row->kind == VS_NODE_DOMAIN &&
+        (r = vs_tree_open_domain(tree, node)) < 0) {
         free(node);
         return r;
     }
@@ -749,6 +751,8 @@ record_from_row(const struct vs_node *parent, const struct vs_cat_node *row,
     memcpy(rec->name, row->name, sizeof(rec->name));
     memcpy(rec->format, row->format, sizeof(rec->format));
     memcpy(rec->object, row->object, sizeof(rec->object));
+    if (row->kind == VS_NODE_DOMAIN)
+        memcpy(rec->options, row->options, sizeof(rec->options));
     if (parent && parent->cat.kind != VS_NODE_ROOT)
         memcpy(rec->parent_uuid, parent->cat.uuid, sizeof(rec->parent_uuid));
     if (backing)
@@ -872,6 +876,7 @@ static int
 make_domain(struct vs_tree *tree, struct vs_cat_node *row, struct vs_node **out)
 {
     struct vs_domain *dom = calloc(1, sizeof(*dom));
+    char why[256];
     int r;
 
     if (!dom)
@@ -882,8 +887,10 @@ make_domain(struct vs_tree *tree, struct vs_cat_node *row, struct vs_node **out)
         free(dom);
         return -ENAMETOOLONG;
     }
-    r = vs_store_open(row->location, true, &dom->store);
+    r = vs_domain_open_store(tree, row, true, &dom->store, why, sizeof(why));
     if (r < 0) {
+        vs_log_debug(VS_LOG_CAT_META, "domain '%s': storage not made: %s",
+                     row->name, why);
         free(dom);
         return r;
     }
@@ -1018,6 +1025,7 @@ remove_domain(struct vs_tree *tree, struct vs_node *node)
         return r;
     }
     dom->store = NULL;
+    vs_domain_forget_secrets(tree, node->cat.uuid);
     vs_catalog_delete(tree->cat, node->cat.id);
     node_detach(tree, node);
     return 0;

@@ -2,7 +2,9 @@
  * The user.vstor.* extended attributes: read-only ones describe a node
  * (uuid, kind, size, allocation, format, backend, object, creation time,
  * capabilities); writable ones are commands (rescan on the root, shrink-to
- * on a volume).  Nothing else is stored: other names are refused.
+ * on a volume) or settings (format on a volume, options on a domain).
+ * Nothing else is stored: other names are refused.  No attribute ever
+ * shows a secret's value: a domain shows the names of its secrets only.
  *
  * Each readable attribute is one row of a table with a function that
  * formats its value; listxattr lists the rows that apply to the node.
@@ -18,6 +20,7 @@
 #include "fs.h"
 #include "vs/log.h"
 #include "vs/names.h"
+#include "vs/secrets.h"
 #include "vs/util.h"
 #include "vs/xattr.h"
 
@@ -201,6 +204,32 @@ get_status(const struct xctx *x, char *buf, size_t len)
 }
 
 static int
+get_options(const struct xctx *x, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s", x->node->cat.options);
+}
+
+/* The names of the secrets the domain's store was attached with. */
+static int
+get_secrets(const struct xctx *x, char *buf, size_t len)
+{
+    struct vs_store *st = x->node->domain ? x->node->domain->store : NULL;
+
+    buf[0] = '\0';
+    if (st != NULL && vs_options_format_keys(st->secrets, buf, len) < 0)
+        return -E2BIG;
+    return (int)strlen(buf);
+}
+
+static int
+get_secrets_file(const struct xctx *x, char *buf, size_t len)
+{
+    int r = vs_secrets_path(vs_fs.tree->data_dir, x->node->cat.uuid, buf, len);
+
+    return r < 0 ? r : (int)strlen(buf);
+}
+
+static int
 get_job(const struct xctx *x, char *buf, size_t len)
 {
     return vs_merge_describe(x->node->cat.id, buf, len);
@@ -217,7 +246,8 @@ static const struct xattr_row {
     const char *name;
     int (*get)(const struct xctx *x, char *buf, size_t len);
     bool volume_only;
-    bool hidden; /* not listed: present only while something runs */
+    bool hidden;      /* not listed: present only while something runs */
+    bool domain_only; /* only a domain has it */
 } rows[] = {
     {VS_XATTR_UUID, get_uuid, false},
     {VS_XATTR_KIND, get_kind, false},
@@ -231,14 +261,23 @@ static const struct xattr_row {
     {VS_XATTR_CAPS, get_caps, false},
     {VS_XATTR_JOB, get_job, true, true},
     {VS_XATTR_JOBS, get_jobs, false, true},
+    {VS_XATTR_OPTIONS, get_options, false, false, true},
+    {VS_XATTR_SECRETS, get_secrets, false, false, true},
+    {VS_XATTR_SECRETS_FILE, get_secrets_file, false, false, true},
 };
+
+static bool
+row_applies(const struct xattr_row *row, const struct xctx *x)
+{
+    return (!row->volume_only || is_volume(x)) &&
+           (!row->domain_only || x->node->cat.kind == VS_NODE_DOMAIN);
+}
 
 static const struct xattr_row *
 find_row(const struct xctx *x, const char *name)
 {
     for (size_t i = 0; i < sizeof(rows) / sizeof(*rows); i++)
-        if (strcmp(rows[i].name, name) == 0 &&
-            (!rows[i].volume_only || is_volume(x)))
+        if (strcmp(rows[i].name, name) == 0 && row_applies(&rows[i], x))
             return &rows[i];
     return NULL;
 }
@@ -320,7 +359,7 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     vs_tree_rdlock(vs_fs.tree);
     x.node = vs_tree_node(vs_fs.tree, ino);
     for (size_t i = 0; x.node && i < sizeof(rows) / sizeof(*rows); i++) {
-        if ((rows[i].volume_only && !is_volume(&x)) || rows[i].hidden)
+        if (!row_applies(&rows[i], &x) || rows[i].hidden)
             continue;
         memcpy(list + used, rows[i].name, strlen(rows[i].name) + 1);
         used += strlen(rows[i].name) + 1;
@@ -443,12 +482,43 @@ do_format(fuse_ino_t ino, const char *value, size_t size)
     return r;
 }
 
-/* Whether NAME is one of the writable attributes (commands). */
+/* user.vstor.options on a domain: checked by its driver, then recorded. */
+static int
+do_options(fuse_ino_t ino, const char *value, size_t size, const char **why)
+{
+    static __thread char reason[320];
+    struct vs_node *node;
+    int r;
+
+    *why = reason;
+    vs_tree_wrlock(vs_fs.tree);
+    node = vs_tree_node(vs_fs.tree, ino);
+    r = !node ? -ENOENT
+              : vs_domain_set_options(vs_fs.tree, node, value, size, reason,
+                                      sizeof(reason));
+    if (r == 0)
+        vs_log(LOG_NOTICE,
+               "domain '%s': options set to '%s'; they apply at its next "
+               "attach (vstor rescan, or a restart)",
+               node->cat.name, node->cat.options);
+    vs_tree_unlock(vs_fs.tree);
+    return r;
+}
+
+/* Whether NAME is one of the writable attributes (commands, settings). */
 static bool
 is_command(const char *name)
 {
     return !strcmp(name, VS_XATTR_RESCAN) || !strcmp(name, VS_XATTR_SHRINK) ||
-           !strcmp(name, VS_XATTR_SNAPSHOT) || !strcmp(name, VS_XATTR_FORMAT);
+           !strcmp(name, VS_XATTR_SNAPSHOT) || !strcmp(name, VS_XATTR_FORMAT) ||
+           !strcmp(name, VS_XATTR_OPTIONS);
+}
+
+/* Whether NAME is readable and writable (a setting, not read-only). */
+static bool
+is_setting(const char *name)
+{
+    return !strcmp(name, VS_XATTR_FORMAT) || !strcmp(name, VS_XATTR_OPTIONS);
 }
 
 /* Run a writable attribute; returns 0 or -errno and WHY for the log. */
@@ -467,6 +537,8 @@ set_action(fuse_ino_t ino, const char *name, const char *value, size_t size,
         *why = "only a live volume is snapshotted, to a free valid name";
         return do_snapshot(ino, value, size);
     }
+    if (strcmp(name, VS_XATTR_OPTIONS) == 0)
+        return do_options(ino, value, size, why);
     if (strcmp(name, VS_XATTR_FORMAT) == 0) {
         *why = "only an empty base volume nobody has open changes format, "
                "to raw or qcow2";
@@ -503,13 +575,13 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
     r = !x.node ? -ENOENT : 0;
     if (r == 0 && strncmp(name, VS_XATTR_PREFIX, strlen(VS_XATTR_PREFIX)))
         r = -ENOTSUP, why = "only user.vstor.* attributes exist here";
-    else if (r == 0 && find_row(&x, name) && strcmp(name, VS_XATTR_FORMAT))
+    else if (r == 0 && find_row(&x, name) && !is_setting(name))
         r = -EPERM, why = "the attribute is read-only";
     else if (r == 0 && !is_command(name))
         r = -ENODATA, why = "no such attribute";
     else if (r == 0 && fuse_req_ctx(req)->uid != 0)
         r = -EPERM, why = "only root snapshots, grows, shrinks, changes the "
-                          "format or rescans";
+                          "format or the options, or rescans";
     if (r < 0 && r != -ENOENT)
         log_refusal("setxattr", name, &x, why, -r);
     vs_tree_unlock(vs_fs.tree);

@@ -56,7 +56,7 @@ enum stmt_id {
 
 #define NODE_COLUMNS                                                           \
     "parent_id, kind, uuid, name, created, slot, generation, mode, uid, gid, " \
-    "location, format, object, backing_id, flags"
+    "location, format, object, backing_id, flags, options"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -64,12 +64,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO nodes (" NODE_COLUMNS ") VALUES "
                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                  "?14, ?15)",
+                  "?14, ?15, ?16)",
     [ST_UPDATE] = "UPDATE nodes SET parent_id = ?1, kind = ?2, uuid = ?3, "
                   "name = ?4, created = ?5, slot = ?6, generation = ?7, "
                   "mode = ?8, uid = ?9, gid = ?10, location = ?11, "
                   "format = ?12, object = ?13, backing_id = ?14, "
-                  "flags = ?15 WHERE id = ?16",
+                  "flags = ?15, options = ?16 WHERE id = ?17",
     [ST_DELETE] = "DELETE FROM nodes WHERE id = ?1",
     [ST_HAS_CHILDREN] = "SELECT EXISTS (SELECT 1 FROM nodes "
                         "WHERE parent_id = ?1 OR backing_id = ?1)",
@@ -114,6 +114,8 @@ static const char *const migrations[] = {
     "CREATE TABLE settings ("
     " key TEXT PRIMARY KEY NOT NULL,"
     " value TEXT NOT NULL) WITHOUT ROWID;",
+    /* 1 -> 2: a domain's driver options (never its secrets) */
+    "ALTER TABLE nodes ADD COLUMN options TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
@@ -257,7 +259,7 @@ bind_text(struct binder *b, int idx, const char *s)
         b->rc = sqlite3_bind_text(b->st, idx, s, -1, SQLITE_STATIC);
 }
 
-/* Bind NODE's columns (without id) to parameters 1..15 of ST. */
+/* Bind NODE's columns (without id) to parameters 1..16 of ST. */
 static int
 bind_node(struct vs_catalog *cat, sqlite3_stmt *st,
           const struct vs_cat_node *node)
@@ -279,6 +281,7 @@ bind_node(struct vs_catalog *cat, sqlite3_stmt *st,
     bind_text(&b, 13, node->object);
     bind_id(&b, 14, node->backing_id);
     bind_int(&b, 15, node->flags);
+    bind_text(&b, 16, node->options);
     return sqlite_errno(cat->db, b.rc);
 }
 
@@ -319,7 +322,8 @@ column_node(sqlite3_stmt *st, struct vs_cat_node *out)
         column_text(st, 4, out->name, sizeof(out->name)) < 0 ||
         column_text(st, 11, out->location, sizeof(out->location)) < 0 ||
         column_text(st, 12, out->format, sizeof(out->format)) < 0 ||
-        column_text(st, 13, out->object, sizeof(out->object)) < 0)
+        column_text(st, 13, out->object, sizeof(out->object)) < 0 ||
+        column_text(st, 16, out->options, sizeof(out->options)) < 0)
         return -EUCLEAN;
     return 0;
 }
@@ -404,6 +408,7 @@ check_node(const struct vs_cat_node *node)
     if (!terminated(node->uuid, sizeof(node->uuid)) ||
         !terminated(node->name, sizeof(node->name)) ||
         !terminated(node->location, sizeof(node->location)) ||
+        !terminated(node->options, sizeof(node->options)) ||
         !terminated(node->format, sizeof(node->format)) ||
         !terminated(node->object, sizeof(node->object)))
         return -EINVAL;
@@ -458,7 +463,7 @@ update_row(struct vs_catalog *cat, const struct vs_cat_node *node)
         return r;
     r = bind_node(cat, st, node);
     if (r == 0)
-        r = sqlite_errno(cat->db, sqlite3_bind_int64(st, 16, node->id));
+        r = sqlite_errno(cat->db, sqlite3_bind_int64(st, 17, node->id));
     if (r < 0)
         return stmt_release(st, r);
     r = stmt_run(cat, st);

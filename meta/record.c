@@ -39,7 +39,8 @@
 #define OFF_CRC 32
 #define CRC_LEN 4
 #define PAYLOAD_MAX (VS_RECORD_SIZE - VS_RECORD_HEADER_SIZE)
-#define VALUE_MAX VS_NAME_MAX /* the longest value a known key may have */
+/* the longest value a known key may have: a domain's options */
+#define VALUE_MAX VS_OPTIONS_TEXT_MAX
 
 /* ---- little-endian fields ---- */
 
@@ -87,6 +88,7 @@ enum rec_key {
     KEY_PENDING,
     KEY_RETIRED,
     KEY_SLOTS,
+    KEY_OPTIONS,
     KEY_COUNT,
 };
 
@@ -99,6 +101,7 @@ static const char *const key_names[KEY_COUNT] = {
     [KEY_OBJECT] = "object",   [KEY_BACKING] = "backing",
     [KEY_FLAGS] = "flags",     [KEY_PENDING] = "pending",
     [KEY_RETIRED] = "retired", [KEY_SLOTS] = "slots",
+    [KEY_OPTIONS] = "options",
 };
 
 static const char *const kind_names[] = {
@@ -168,6 +171,8 @@ validate_volume(const struct vs_record *rec)
 static int
 validate(const struct vs_record *rec)
 {
+    struct vs_options opts;
+
     if ((unsigned)rec->kind >= KIND_COUNT)
         return -EINVAL;
     if (rec->kind == VS_REC_FREE)
@@ -179,6 +184,10 @@ validate(const struct vs_record *rec)
     if (!vs_uuid_valid(rec->uuid) || vs_name_check_stored(rec->name) < 0)
         return -EINVAL;
     if (rec->kind == VS_REC_DOMAIN && rec->parent_uuid[0] != '\0')
+        return -EINVAL;
+    if (!terminated(rec->options, sizeof(rec->options)) ||
+        (rec->options[0] != '\0' &&
+         vs_options_parse(rec->options, &opts, NULL, 0) < 0))
         return -EINVAL;
     if (rec->kind != VS_REC_DOMAIN && !vs_uuid_valid(rec->parent_uuid))
         return -EINVAL;
@@ -210,8 +219,10 @@ normalise(struct vs_record *rec)
         rec->pending_object[0] = '\0';
         rec->retired_object[0] = '\0';
     }
-    if (rec->kind != VS_REC_DOMAIN)
+    if (rec->kind != VS_REC_DOMAIN) {
         rec->area_slots = 0;
+        rec->options[0] = '\0';
+    }
 }
 
 /* ---- encoding ---- */
@@ -269,6 +280,8 @@ write_payload(const struct vs_record *rec, struct writer *w)
     }
     if (rec->kind == VS_REC_DOMAIN && rec->area_slots > 0)
         emit_number(w, KEY_SLOTS, rec->area_slots);
+    if (rec->kind == VS_REC_DOMAIN && rec->options[0] != '\0')
+        emit(w, KEY_OPTIONS, rec->options);
     emit_number(w, KEY_FLAGS, rec->flags);
 }
 
@@ -393,6 +406,8 @@ parse_value(enum rec_key key, const char *value, struct vs_record *rec)
         if (r == 0)
             rec->area_slots = (uint32_t)n;
         return r;
+    case KEY_OPTIONS:
+        return copy_value(rec->options, sizeof(rec->options), value);
     default:
         return -EINVAL;
     }

@@ -16,6 +16,11 @@
  * opens, on scratch files named ".vs-probe-*" that are removed right away
  * and never listed as objects; each object bdev inherits those caps.
  *
+ * One option: sync=on opens every object with O_DSYNC, so each write is on
+ * stable storage when it completes (for a file system whose cache the
+ * host must not trust, at the cost of a flush per write); sync=off, the
+ * default, leaves durability to flush (fsync), as the guest asks.
+ *
  * The block I/O of an open object lives in dir_io.c.
  */
 #include <dirent.h>
@@ -212,10 +217,15 @@ dir_path_of(const char *location)
 static int
 dir_store_setup(struct vs_store *st, const char *path, int dirfd)
 {
-    struct dir_store *ds = calloc(1, sizeof(*ds));
+    struct dir_store *ds;
+    bool sync;
 
+    if (vs_options_get_bool(st->options, "sync", false, &sync) < 0)
+        return -EINVAL; /* checked by the generic layer already */
+    ds = calloc(1, sizeof(*ds));
     if (ds == NULL)
         return -ENOMEM;
+    ds->sync = sync;
     ds->path = strdup(path);
     if (ds->path == NULL) {
         free(ds);
@@ -541,6 +551,8 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
 
     if (r < 0)
         return r;
+    if (ds->sync && acc == O_RDWR)
+        acc |= O_DSYNC;
     fd = dir_openat(ds->dirfd, name, acc, 0);
     if (fd < 0)
         return fd;
@@ -566,6 +578,21 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     bs->opaque = o;
     return 0;
 }
+
+/* Values of an on/off option. */
+static int
+check_on_off(const char *value)
+{
+    return strcmp(value, "on") == 0 || strcmp(value, "off") == 0 ? 0 : -EINVAL;
+}
+
+static const struct vs_option_spec dir_options[] = {
+    {"sync", false,
+     "on: every write is durable when it completes (O_DSYNC); off "
+     "(default): at flush",
+     check_on_off},
+    {NULL, false, NULL, NULL},
+};
 
 const struct vs_driver vs_driver_dir = {
     .api_version = VS_DRIVER_API_VERSION,
@@ -596,4 +623,5 @@ const struct vs_driver vs_driver_dir = {
     .block_status = dir_block_status,
     .copy_range = dir_copy_range,
     .allocate = dir_allocate,
+    .options = dir_options,
 };

@@ -17,6 +17,7 @@ struct dir_store {
     int dirfd;           /* O_DIRECTORY, O_CLOEXEC */
     char *path;          /* owned; absolute, for rmdir only */
     struct vs_caps caps; /* probed once at open */
+    bool sync;           /* option sync=on: objects are opened O_DSYNC */
 };
 
 /* An open object: a buffered descriptor, maybe an O_DIRECT one beside it,

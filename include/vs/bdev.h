@@ -33,6 +33,21 @@ int vs_driver_register_extra(const struct vs_driver *drv);
 /* Open (or with create, make and open) the store at LOCATION.  -ENOENT if
  * nothing is there, -EPROTONOSUPPORT if no driver knows the scheme. */
 int vs_store_open(const char *location, bool create, struct vs_store **out);
+/* The same with the domain's OPTIONS and SECRETS (either may be NULL:
+ * none), copied into the store.  Every key is checked against the
+ * driver's table first (vs_store_check_options); a refusal is -EINVAL with
+ * the reason in WHY (WHY_LEN bytes, may be NULL), which names keys and
+ * never a secret's value. */
+int vs_store_open_with(const char *location, const struct vs_options *options,
+                       const struct vs_options *secrets, bool create,
+                       struct vs_store **out, char *why, size_t why_len);
+/* Check OPTIONS and SECRETS (either may be NULL) against the option table
+ * of the driver of LOCATION, without opening anything: 0, -EINVAL (the
+ * reason in WHY), or -EPROTONOSUPPORT. */
+int vs_store_check_options(const char *location,
+                           const struct vs_options *options,
+                           const struct vs_options *secrets, char *why,
+                           size_t why_len);
 /* Call fn with the name of each store under location ROOT (whose
  * locations are ROOT "/" NAME).  -EPROTONOSUPPORT if no driver lists ROOT. */
 int vs_store_list(const char *root, int (*fn)(const char *name, void *arg),

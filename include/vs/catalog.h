@@ -20,7 +20,7 @@
 #include <sys/types.h>
 #include "vs/record.h"
 
-#define VS_CATALOG_SCHEMA_VERSION 1
+#define VS_CATALOG_SCHEMA_VERSION 2
 
 enum vs_node_kind {
     VS_NODE_ROOT = 0, /* implicit, never stored */
@@ -43,6 +43,9 @@ struct vs_cat_node {
     uint32_t uid, gid;
     /* domains only */
     char location[VS_LOCATION_MAX + 1];
+    /* domains only: the driver options (text, <vs/options.h>), mirrored
+     * from the domain record; never a secret */
+    char options[VS_OPTIONS_TEXT_MAX + 1];
     /* volumes only */
     char format[VS_FORMAT_MAX + 1];
     char object[VS_OBJECT_MAX + 1];

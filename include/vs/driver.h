@@ -62,6 +62,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "vs/options.h"
+
 #define VS_DRIVER_API_VERSION 1
 
 enum vs_driver_kind {
@@ -117,6 +119,23 @@ struct vs_space {
 
 struct vs_driver;
 
+/*
+ * One option key a protocol driver takes with a location (a row of its
+ * `options` table).  The generic layer checks every key given at store
+ * open against the table before the driver sees the list: an unknown key,
+ * a secret given as a plain option (or the reverse), or a value CHECK
+ * refuses is -EINVAL, with a reason that names the key and never a value.
+ */
+struct vs_option_spec {
+    const char *key; /* [a-z][a-z0-9_]*, see <vs/options.h> */
+    /* a secret (a CHAP password): given only through the host's secrets
+     * store, never in the domain's options, never shown nor logged */
+    bool secret;
+    const char *help; /* one line: what it does and its values */
+    /* 0 if VALUE is acceptable, -EINVAL if not; NULL: any value */
+    int (*check)(const char *value);
+};
+
 /* What calls a driver can take at once (nbdkit's thread models).  The
  * generic layer enforces it; the default is the first. */
 enum vs_thread_model {
@@ -171,6 +190,13 @@ struct vs_store {
     char *location;      /* owned; as given to vs_store_open */
     void *opaque;        /* the driver's state */
     struct vs_caps caps; /* set by store_open: what the storage offers */
+    /* Set by the generic layer before store_open and kept until the store
+     * is closed (a driver may need a secret again to reconnect); never
+     * NULL, empty when none were given.  Every key has been checked against
+     * the driver's `options` table.  A driver never logs a secret's value
+     * nor copies it anywhere it could be shown. */
+    struct vs_options *options;
+    struct vs_options *secrets; /* wiped when the store is closed */
 };
 
 /*
@@ -374,6 +400,13 @@ struct vs_driver {
     /* What calls the driver can take at once (enum vs_thread_model); 0,
      * and 0 for a driver whose struct_size ends before it: parallel. */
     int thread_model;
+
+    /* Protocol drivers: the option keys store_open takes (see struct
+     * vs_option_spec), ended by a row whose key is NULL.  NULL, and NULL
+     * for a driver whose struct_size ends before it: no options at all,
+     * so any key given is refused.  store_open reads the values from
+     * st->options and st->secrets and may refuse a combination (-EINVAL). */
+    const struct vs_option_spec *options;
 };
 
 #endif

@@ -32,12 +32,16 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "vs/options.h"
+
 #define VS_RECORD_SIZE 4096
 #define VS_RECORD_HEADER_SIZE 64
 #define VS_RECORD_VERSION 1
 /* minor 1: both copies of a slot are written (A, then B), so at rest they
- * agree; records may carry "slots", "pending" and "retired" */
-#define VS_RECORD_MINOR 1
+ * agree; records may carry "slots", "pending" and "retired".
+ * minor 2: a domain record may carry "options", its driver options (an
+ * option list, <vs/options.h>; never a secret) */
+#define VS_RECORD_MINOR 2
 
 #define VS_UUID_LEN 36      /* text form, without the NUL */
 #define VS_NAME_MAX 128     /* bytes of a domain, image or volume name */
@@ -76,6 +80,9 @@ struct vs_record {
     /* domain only: the metadata area's size in slots when written (0:
      * unknown); an area found shorter lost records */
     uint32_t area_slots;
+    /* domain only: its driver options as text (<vs/options.h>), "" for
+     * none; secrets are never here */
+    char options[VS_OPTIONS_TEXT_MAX + 1];
     uint16_t minor; /* decode: the minor version the record was written in */
 };
 

@@ -21,10 +21,18 @@
 #define VS_XATTR_JOBS "user.vstor.jobs" /* root: every job, one per line */
 #define VS_XATTR_OBJECT "user.vstor.object" /* volume: object on store */
 #define VS_XATTR_STATUS "user.vstor.status" /* volume: ok|unavailable: why */
+/* domain: the names (never the values) of the secrets its store was
+ * attached with, comma-separated */
+#define VS_XATTR_SECRETS "user.vstor.secrets"
+/* domain: the file this host reads its secrets from (vstor secret) */
+#define VS_XATTR_SECRETS_FILE "user.vstor.secrets-file"
 
 /* writable actions */
 #define VS_XATTR_RESCAN "user.vstor.rescan"     /* root: value "1" */
 #define VS_XATTR_SHRINK "user.vstor.shrink-to"  /* volume: new size */
 #define VS_XATTR_SNAPSHOT "user.vstor.snapshot" /* volume: snapshot name */
+/* domain, readable and writable: its driver options, "key=value,..."
+ * (<vs/options.h>); applied at the domain's next attach */
+#define VS_XATTR_OPTIONS "user.vstor.options"
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * vstor: look at and drive a vstorfs mount from the command line.  main()
  * handles the global options (--help, --version) and hands the rest of the
- * command line to one subcommand (ls, info, rescan), each in its own file.
+ * command line to one subcommand (ls, info, rescan, jobs, secret), each in
+ * its own file.
  * Exit status: 0 ok, 1 error, 2 usage error (docs/interface.md).
  */
 #include <stdio.h>
@@ -19,10 +20,9 @@ struct vstor_command {
 };
 
 static const struct vstor_command commands[] = {
-    {"ls", vstor_cmd_ls},
-    {"info", vstor_cmd_info},
-    {"rescan", vstor_cmd_rescan},
-    {"jobs", vstor_cmd_jobs},
+    {"ls", vstor_cmd_ls},         {"info", vstor_cmd_info},
+    {"rescan", vstor_cmd_rescan}, {"jobs", vstor_cmd_jobs},
+    {"secret", vstor_cmd_secret},
 };
 
 void
@@ -45,6 +45,11 @@ vstor_usage(void)
         "                           progress (a bar on a terminal)\n"
         "  rescan [MOUNTPOINT]      rebuild the catalog from the domains\n"
         "                           (default: the first fuse.vstorfs mount)\n"
+        "  secret set DOMAIN KEY    keep a secret of DOMAIN's driver (a\n"
+        "                           password) on this host, its value read\n"
+        "                           from standard input (root only)\n"
+        "  secret unset DOMAIN KEY  forget it\n"
+        "  secret list DOMAIN       the names of DOMAIN's secrets\n"
         "\n"
         "Options:\n"
         "  -j, --json     (ls, info, jobs) print JSON instead of text\n"

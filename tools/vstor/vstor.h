@@ -24,6 +24,7 @@ int vstor_cmd_ls(int argc, char **argv);
 int vstor_cmd_info(int argc, char **argv);
 int vstor_cmd_rescan(int argc, char **argv);
 int vstor_cmd_jobs(int argc, char **argv);
+int vstor_cmd_secret(int argc, char **argv);
 
 /* The options a subcommand accepts (a bit set) and the ones given. */
 enum vstor_opt {
