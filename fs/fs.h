@@ -52,8 +52,14 @@ struct vs_config {
     unsigned max_write;
     unsigned max_background;
     unsigned max_idle_layers; /* 0: derived from RLIMIT_NOFILE (idle.c) */
-    char *fuse_opts;          /* extra -o options handed to libfuse */
+    char *domain_root; /* location holding the domains; NULL: the registry's
+                          default under data_dir (vs_store_default_root) */
+    char *fuse_opts;   /* extra -o options handed to libfuse */
 };
+
+/* The daemon: parse ARGV, serve until unmounted or signalled; the exit
+ * status (daemon.c). */
+int vs_daemon_main(int argc, char **argv);
 
 /* Parse argv into cfg.  Returns 0, or -EINVAL after printing why. */
 int vs_config_parse(int argc, char **argv, struct vs_config *cfg);

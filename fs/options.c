@@ -59,6 +59,7 @@ enum long_opt {
     OPT_CATALOG,
     OPT_DATA_DIR,
     OPT_MAX_IDLE_LAYERS,
+    OPT_DOMAIN_ROOT,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +74,7 @@ static const struct option long_options[] = {
     {"catalog", required_argument, NULL, OPT_CATALOG},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"max-idle-layers", required_argument, NULL, OPT_MAX_IDLE_LAYERS},
+    {"domain-root", required_argument, NULL, OPT_DOMAIN_ROOT},
     {NULL, 0, NULL, 0},
 };
 
@@ -96,6 +98,8 @@ vs_config_usage(FILE *out, const char *prog)
         "      --catalog=PATH      the SQLite catalog (default "
         "DATA_DIR/catalog.db)\n"
         "      --data-dir=DIR      the data directory (same as DATA_DIR)\n"
+        "      --domain-root=LOC   where new domains are made and found\n"
+        "                          (default dir:DATA_DIR/domains)\n"
         "      --max-idle-layers=N volume layers kept open with no file "
         "handle\n"
         "                          (default: RLIMIT_NOFILE / 8)\n"
@@ -199,6 +203,8 @@ parse_mount_word(struct vs_config *cfg, const char *word)
         return parse_uint("max_write", v, 4096, 1u << 20, &cfg->max_write);
     if (KEY("max_background"))
         return parse_uint("max_background", v, 1, 65535, &cfg->max_background);
+    if (KEY("domain_root"))
+        return set_string(&cfg->domain_root, v);
     if (KEY("max_idle_layers"))
         return parse_uint("max_idle_layers", v, 0, 1u << 30,
                           &cfg->max_idle_layers);
@@ -257,6 +263,8 @@ parse_one(struct vs_config *cfg, int c, const char *arg)
         return set_string(&cfg->catalog_path, arg);
     case OPT_DATA_DIR:
         return set_string(&cfg->data_dir, arg);
+    case OPT_DOMAIN_ROOT:
+        return set_string(&cfg->domain_root, arg);
     case OPT_MAX_IDLE_LAYERS:
         return parse_uint("--max-idle-layers", arg, 0, 1u << 30,
                           &cfg->max_idle_layers);
@@ -346,6 +354,7 @@ vs_config_free(struct vs_config *cfg)
 {
     free(cfg->data_dir);
     free(cfg->catalog_path);
+    free(cfg->domain_root);
     free(cfg->mountpoint);
     free(cfg->debug);
     free(cfg->fuse_opts);

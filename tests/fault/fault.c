@@ -40,6 +40,7 @@
 struct rule {
     struct fault_rule r;
     char *object; /* owned copy of r.object */
+    char *store;  /* owned copy of r.store */
     unsigned seen, hits, hung;
     bool released;
 };
@@ -51,7 +52,8 @@ static int nrules;
 
 struct fault_obj {
     struct vs_bdev *inner;
-    char *name; /* the object's name in its store, for the rules */
+    char *name;  /* the object's name in its store, for the rules */
+    char *store; /* its store's location, for the rules */
 };
 
 /* ---- rules ---- */
@@ -70,6 +72,8 @@ fault_add(const struct fault_rule *rule)
         r->r = *rule;
         r->object = rule->object != NULL ? strdup(rule->object) : NULL;
         r->r.object = r->object;
+        r->store = rule->store != NULL ? strdup(rule->store) : NULL;
+        r->r.store = r->store;
     }
     pthread_mutex_unlock(&lock);
     return id;
@@ -139,17 +143,19 @@ fault_clear(void)
     pthread_cond_broadcast(&cond);
     while (any_hung())
         pthread_cond_wait(&cond, &lock);
-    for (int i = 0; i < nrules; i++)
+    for (int i = 0; i < nrules; i++) {
         free(rules[i].object);
+        free(rules[i].store);
+    }
     nrules = 0;
     pthread_mutex_unlock(&lock);
 }
 
-/* The first rule that fires for OP on OBJECT (growing it to SIZE bytes
+/* The first rule that fires for OP on object O (growing it to SIZE bytes
  * for FAULT_GROW), counting the request in every matching rule; NULL if
  * none (lock held). */
 static struct rule *
-rule_firing(const char *object, unsigned op, uint64_t size)
+rule_firing(const struct fault_obj *o, unsigned op, uint64_t size)
 {
     struct rule *fired = NULL;
 
@@ -157,7 +163,8 @@ rule_firing(const char *object, unsigned op, uint64_t size)
         struct rule *r = &rules[i];
 
         if (!(r->r.ops & op) ||
-            (r->object != NULL && strcmp(r->object, object) != 0) ||
+            (r->object != NULL && strcmp(r->object, o->name) != 0) ||
+            (r->store != NULL && strstr(o->store, r->store) == NULL) ||
             (op == FAULT_GROW && size <= r->r.above))
             continue;
         r->seen++;
@@ -170,19 +177,19 @@ rule_firing(const char *object, unsigned op, uint64_t size)
 }
 
 /*
- * Pass request OP of OBJECT through the rules: 0 to run it as asked,
+ * Pass request OP of object O through the rules: 0 to run it as asked,
  * FAULT_SHORT to run half of it, or -errno to answer at once.  Delays and
  * hangs happen here.
  */
 static int
-gate_size(const char *object, unsigned op, uint64_t size)
+gate_size(const struct fault_obj *o, unsigned op, uint64_t size)
 {
     struct rule *r;
     unsigned delay = 0;
     int ret = 0;
 
     pthread_mutex_lock(&lock);
-    r = rule_firing(object, op, size);
+    r = rule_firing(o, op, size);
     if (r != NULL && r->r.mode == FAULT_FAIL)
         ret = -(r->r.err != 0 ? r->r.err : EIO);
     else if (r != NULL && r->r.mode == FAULT_SHORT)
@@ -204,9 +211,9 @@ gate_size(const char *object, unsigned op, uint64_t size)
 }
 
 static int
-gate(const char *object, unsigned op)
+gate(const struct fault_obj *o, unsigned op)
 {
-    return gate_size(object, op, 0);
+    return gate_size(o, op, 0);
 }
 
 /* ---- block I/O ---- */
@@ -242,7 +249,7 @@ fault_rw(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
 {
     struct fault_obj *o = fobj(bs);
     struct iovec stack[IOV_STACK], *half = stack;
-    int r = gate(o->name, write ? FAULT_WRITE : FAULT_READ);
+    int r = gate(o, write ? FAULT_WRITE : FAULT_READ);
     ssize_t n;
 
     if (r < 0)
@@ -279,7 +286,7 @@ fault_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
 static int
 fault_flush(struct vs_bdev *bs)
 {
-    int r = gate(fobj(bs)->name, FAULT_FLUSH);
+    int r = gate(fobj(bs), FAULT_FLUSH);
 
     return r < 0 ? r : vs_bdev_flush(fobj(bs)->inner);
 }
@@ -287,7 +294,7 @@ fault_flush(struct vs_bdev *bs)
 static int
 fault_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
 {
-    int r = gate(fobj(bs)->name, FAULT_DISCARD);
+    int r = gate(fobj(bs), FAULT_DISCARD);
 
     return r < 0 ? r : vs_bdev_discard(fobj(bs)->inner, offset, length);
 }
@@ -296,7 +303,7 @@ static int
 fault_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                    unsigned flags)
 {
-    int r = gate(fobj(bs)->name, FAULT_ZEROES);
+    int r = gate(fobj(bs), FAULT_ZEROES);
 
     return r < 0 ? r
                  : vs_bdev_write_zeroes(fobj(bs)->inner, offset, length, flags);
@@ -319,7 +326,7 @@ fault_truncate(struct vs_bdev *bs, uint64_t size)
 {
     int64_t now = vs_bdev_size(fobj(bs)->inner);
     int r = now >= 0 && size > (uint64_t)now
-                ? gate_size(fobj(bs)->name, FAULT_GROW, size)
+                ? gate_size(fobj(bs), FAULT_GROW, size)
                 : 0;
 
     return r < 0 ? r : vs_bdev_truncate(fobj(bs)->inner, size);
@@ -347,6 +354,7 @@ fault_close(struct vs_bdev *bs)
         return;
     vs_bdev_close(o->inner);
     free(o->name);
+    free(o->store);
     free(o);
     bs->opaque = NULL;
 }
@@ -450,7 +458,10 @@ fault_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     struct fault_obj *o = calloc(1, sizeof(*o));
     int r;
 
-    if (o == NULL || (o->name = strdup(name)) == NULL) {
+    if (o == NULL || (o->name = strdup(name)) == NULL ||
+        (o->store = strdup(st->location)) == NULL) {
+        if (o != NULL)
+            free(o->name);
         free(o);
         return -ENOMEM;
     }
@@ -458,6 +469,7 @@ fault_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
                        &o->inner);
     if (r < 0) {
         free(o->name);
+        free(o->store);
         free(o);
         return r;
     }

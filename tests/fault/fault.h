@@ -52,6 +52,8 @@ enum fault_mode {
 /* One rule; the strings are copied by fault_add. */
 struct fault_rule {
     const char *object; /* the object's name, or NULL for every object */
+    const char *store;  /* a part of its store's location (a domain's uuid),
+                           or NULL for every store */
     unsigned ops;       /* enum fault_op mask */
     enum fault_mode mode;
     unsigned nth;      /* 0: every matching request; N: the Nth only */
