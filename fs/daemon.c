@@ -215,6 +215,10 @@ vs_daemon_main(int argc, char **argv)
     r = setup_logging(&cfg);
     if (r == 0)
         raise_nofile();
+    if (r == 0 && vs_thread_prepare_cancel() < 0)
+        vs_log(LOG_WARNING, "cannot prepare thread cancellation: the daemon "
+                            "may abort at unmount if it runs out of "
+                            "descriptors");
     if (r == 0)
         r = vs_reserve_init(cfg.data_dir);
     if (r == 0) {

@@ -163,6 +163,9 @@ void vs_volume_remember_sizes(struct vs_volume *vol, int64_t size,
 /* pthread_create with every signal blocked in the new thread, so that the
  * signals that stop the daemon reach a FUSE worker; 0 or -errno. */
 int vs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+/* Cancel a thread once, so that glibc loads what cancellation needs now
+ * and not at unmount, when descriptors may have run out; 0 or -errno. */
+int vs_thread_prepare_cancel(void);
 
 /* ---- idle chains (idle.c) ---- */
 

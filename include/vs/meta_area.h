@@ -21,7 +21,9 @@
 #include "vs/record.h"
 
 #define VS_META_OBJECT "metadata"
-#define VS_META_MAX_SLOTS 65536
+/* Records per domain (a slot index is 32 bits on disk): 1,048,576 slots,
+ * 8 GiB of metadata when all are used; the object only grows as needed. */
+#define VS_META_MAX_SLOTS (1u << 20)
 
 struct vs_meta_area;
 

@@ -134,3 +134,34 @@ note_fds "at the end"
 assert_num "$MAXFDS" lt "$LIMIT" \
     "the daemon's descriptors stayed below $LIMIT (highest seen: $MAXFDS)"
 stop_vstorfs
+
+# Without the LRU (more idle layers allowed than descriptors), opening every
+# volume and making new ones runs the daemon out of descriptors: opens and
+# mkdirs fail, but the daemon must still unmount and exit cleanly (it used
+# to abort at the unmount: glibc could not load libgcc_s, which the
+# pthread_cancel that libfuse sends its workers needs).
+start_vstorfs "$DATA" --max-idle-layers=1000000
+"$PY" - "$I" "$N" >"$T/nolru.out" 2>/dev/null <<'PYEOF'
+import os, sys
+failed = 0
+for i in range(int(sys.argv[2])):
+    try:
+        with open('%s/v%05d/data' % (sys.argv[1], i), 'rb') as f:
+            f.read(5)
+    except OSError:
+        failed += 1
+for i in range(200):  # and new volumes, written (as many as it can)
+    d = '%s/x%03d' % (sys.argv[1], i)
+    try:
+        os.mkdir(d)
+        with open(d + '/data', 'wb') as f:
+            f.write(b'x' * 4096)
+    except OSError:
+        failed += 1
+print(failed)
+PYEOF
+assert_num "$(cat "$T/nolru.out")" gt 0 "without the LRU, opening every volume runs the daemon out of descriptors (opens fail)"
+check "... as its log says" grep -q "Too many open files" "$LOG"
+check_fails "... and the daemon did not abort on the way" grep -q "must be installed for pthread_cancel" "$LOG"
+stop_vstorfs
+check_fails "... nor at its unmount" grep -q "must be installed for pthread_cancel" "$LOG"
