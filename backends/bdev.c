@@ -140,6 +140,17 @@ check_inside(struct vs_bdev *l, uint64_t offset, uint64_t length,
     return -EINVAL;
 }
 
+/* R, after marking BS written again when R is a success: a flush that
+ * began while the change was in flight cleared the mark but may not cover
+ * the change (vs_bdev_clean relies on the mark). */
+static int64_t
+written(struct vs_bdev *bs, int64_t r)
+{
+    if (r >= 0)
+        (void)check_writable(bs);
+    return r;
+}
+
 /* ---- size and allocation ---- */
 
 int64_t
@@ -183,7 +194,7 @@ vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
         __atomic_store_n(&l->object_size, size, __ATOMIC_RELEASE);
     if (l->size_lock != NULL)
         pthread_mutex_unlock(l->size_lock);
-    return r;
+    return (int)written(bs, r);
 }
 
 /* SIZE rounded up to a multiple of GRAN; 0 on overflow past INT64_MAX. */
@@ -225,6 +236,8 @@ vs_bdev_extend(struct vs_bdev *bs, uint64_t min, uint64_t want)
             r = VS_SERIALIZED(l, truncate_cb(l, (want = min)));
         if (r == 0)
             __atomic_store_n(&l->object_size, (size = want), __ATOMIC_RELEASE);
+        if (r == 0)
+            (void)written(bs, 0);
     }
     pthread_mutex_unlock(l->size_lock);
     return r < 0 ? r : (int64_t)size;
@@ -342,10 +355,12 @@ vs_bdev_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                 uint64_t offset, unsigned flags)
 {
     int r = check_writable(bs);
+    ssize_t n;
 
     if (r < 0)
         return r;
-    return bdev_rw(bs, iov, iovcnt, offset, flags, true);
+    n = bdev_rw(bs, iov, iovcnt, offset, flags, true);
+    return (ssize_t)written(bs, n);
 }
 
 ssize_t
@@ -496,7 +511,8 @@ vs_bdev_discard(struct vs_bdev *bs, uint64_t offset, uint64_t length)
         return 0;
     if (offset > INT64_MAX || length > INT64_MAX - offset)
         return -EINVAL;
-    return l != NULL ? discard_aligned(l, offset, length) : -ENOTSUP;
+    return (int)written(bs, l != NULL ? discard_aligned(l, offset, length)
+                                      : -ENOTSUP);
 }
 
 int
@@ -521,9 +537,10 @@ vs_bdev_allocate(struct vs_bdev *bs, uint64_t offset, uint64_t length)
     if (l == NULL)
         return -ENOTSUP;
     r = check_inside(l, offset, length, "allocation");
-    return r < 0 ? r
-                 : VS_SERIALIZED(
-                       l, VS_DRV_CB(l->drv, allocate)(l, offset, length));
+    return r < 0
+               ? r
+               : (int)written(bs, VS_SERIALIZED(l, VS_DRV_CB(l->drv, allocate)(
+                                                       l, offset, length)));
 }
 
 /* Zero the range by writing zero buffers through the whole stack. */
@@ -590,9 +607,21 @@ vs_bdev_write_zeroes(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     if (l != NULL) {
         r = zeroes_native(l, offset, length, flags);
         if (r != -ENOTSUP)
-            return r;
+            return (int)written(bs, r);
     }
     return zeroes_emulate(bs, offset, length, flags);
+}
+
+bool
+vs_bdev_clean(struct vs_bdev *bs)
+{
+    for (; bs != NULL; bs = bs->file) {
+        if (__atomic_load_n(&bs->dirty, __ATOMIC_ACQUIRE) ||
+            flush_sticky(bs) < 0 ||
+            (bs->backing != NULL && !vs_bdev_clean(bs->backing)))
+            return false;
+    }
+    return true;
 }
 
 /* ---- block status ---- */

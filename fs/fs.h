@@ -146,11 +146,18 @@ struct vs_bdev *vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs);
 struct vs_bdev *vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs);
 /* Close the chain so the next use reopens it (nobody may have it open). */
 void vs_volume_drop(struct vs_volume *vol);
-/* Close an idle chain (idle.c): namespace lock held for writing.  Takes
- * io_lock exclusively and flushes first; -EBUSY when somebody holds a
- * handle or a merge tracks it, the flush's error when it fails (the chain
- * stays open). */
-int vs_volume_close_idle(struct vs_volume *vol);
+/* Closing an idle chain (idle.c), in two steps so that no storage I/O
+ * happens under the namespace lock.  First, without it: flush the chain
+ * and read its sizes (0, -ENOENT when it is closed already, or the flush's
+ * error, logged: the chain then stays open).  Then, with the namespace
+ * lock held for writing: take the chain out of the volume into *OUT for
+ * the caller to close after dropping the lock, remembering the sizes;
+ * -EBUSY when somebody holds a handle, a merge tracks it, or it was
+ * written since the flush. */
+int vs_volume_prepare_idle_close(struct vs_volume *vol, int64_t *size,
+                                 int64_t *allocated);
+int vs_volume_detach_idle(struct vs_volume *vol, int64_t size,
+                          int64_t allocated, struct vs_bdev **out);
 /* The sizes remembered from the chain's last time open; false if none. */
 bool vs_volume_known_sizes(struct vs_volume *vol, int64_t *size,
                            int64_t *allocated);

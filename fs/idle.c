@@ -18,15 +18,19 @@
  *   - lru_lock guards the list, vol->lru_* and idle_layers.  It is the
  *     innermost lock: taken under vol->lock (vs_idle_update), never held
  *     while taking another.
- *   - Closing (vs_volume_close_idle) holds the namespace lock for writing:
- *     every other user of a chain without a handle (setattr, xattrs,
- *     chain changes, starting a merge) holds it at least for reading while
- *     it uses vol->bdev, and an opener is counted under it (io.c), so none
- *     is in between.  Then it takes vol->io_lock for writing and flushes
- *     before it closes.  A volume with a FUSE handle or a running merge
- *     (vs_merge_busy: merges are registered under the namespace lock too)
- *     is never closed.  The flush is done once before, outside the
- *     namespace lock, so the one under it usually has nothing to write.
+ *   - Taking a chain out of its volume (vs_volume_detach_idle) holds the
+ *     namespace lock for writing: every other user of a chain without a
+ *     handle (setattr, xattrs, chain changes, starting a merge) holds it
+ *     at least for reading while it uses vol->bdev, and an opener is
+ *     counted under it (io.c), so none is in between.  It takes
+ *     vol->io_lock for writing too.  A volume with a FUSE handle or a
+ *     running merge (vs_merge_busy: merges are registered under the
+ *     namespace lock too) is never closed.
+ *   - No storage I/O under the namespace lock: the flush and the size
+ *     queries come before it (vs_volume_prepare_idle_close), and a chain
+ *     written after that flush is left open for the next pass; the close
+ *     itself comes after the lock is dropped.  A domain whose storage
+ *     hangs stalls the reaper, never the namespace.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -150,31 +154,33 @@ pick_victims(struct vs_volume **v, uint64_t *stamps)
 }
 
 /* Close the victims still idle and unused since they were picked; the
- * number closed. */
+ * number closed.  The storage is touched only outside the namespace lock:
+ * the flush and the sizes before it, the close after it. */
 static size_t
 close_victims(struct vs_volume **v, const uint64_t *stamps, size_t n)
 {
+    int64_t size[REAP_BATCH], alloc[REAP_BATCH];
+    struct vs_bdev *bs[REAP_BATCH] = {NULL};
+    bool ready[REAP_BATCH];
     size_t closed = 0;
 
-    /* the expensive flush first, outside the namespace lock */
-    for (size_t i = 0; i < n; i++) {
-        pthread_rwlock_rdlock(&v[i]->io_lock);
-        if (v[i]->bdev)
-            (void)vs_bdev_flush(v[i]->bdev); /* again below, checked */
-        pthread_rwlock_unlock(&v[i]->io_lock);
-    }
+    for (size_t i = 0; i < n; i++)
+        ready[i] = vs_volume_prepare_idle_close(v[i], &size[i], &alloc[i]) == 0;
     vs_tree_wrlock(reap_tree);
     for (size_t i = 0; i < n; i++) {
         bool same;
         pthread_mutex_lock(&lru_lock);
         same = v[i]->on_lru && v[i]->lru_stamp == stamps[i];
         pthread_mutex_unlock(&lru_lock);
-        if (same && !vs_merge_busy(v[i]->id) && vs_volume_close_idle(v[i]) == 0)
+        if (ready[i] && same && !vs_merge_busy(v[i]->id) &&
+            vs_volume_detach_idle(v[i], size[i], alloc[i], &bs[i]) == 0)
             closed++;
     }
     vs_tree_unlock(reap_tree);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        vs_bdev_close(bs[i]);
         vs_volume_unref(v[i]);
+    }
     return closed;
 }
 

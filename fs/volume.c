@@ -110,39 +110,53 @@ vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs)
 }
 
 int
-vs_volume_close_idle(struct vs_volume *vol)
+vs_volume_prepare_idle_close(struct vs_volume *vol, int64_t *size,
+                             int64_t *allocated)
 {
-    struct vs_bdev *bs = NULL;
-    int64_t size = 0, alloc = 0;
-    int r;
+    int r = 0;
 
-    pthread_rwlock_wrlock(&vol->io_lock);
-    pthread_mutex_lock(&vol->lock);
-    r = !vol->bdev                                        ? -ENOENT
-        : vol->open_count > 0 || atomic_load(&vol->dirty) ? -EBUSY
-                                                          : 0;
-    pthread_mutex_unlock(&vol->lock);
+    pthread_rwlock_rdlock(&vol->io_lock);
+    if (!vol->bdev)
+        r = -ENOENT;
     if (r == 0)
         r = vs_bdev_flush(vol->bdev);
     if (r == 0) {
-        size = vs_bdev_size(vol->bdev);
-        alloc = vs_bdev_allocated(vol->bdev);
-        pthread_mutex_lock(&vol->lock);
-        bs = vol->bdev;
-        vol->bdev = NULL;
-        vol->sizes_known = size >= 0 && alloc >= 0;
-        vol->known_size = size;
-        vol->known_alloc = alloc;
-        vs_idle_update(vol);
-        pthread_mutex_unlock(&vol->lock);
+        *size = vs_bdev_size(vol->bdev);
+        *allocated = vs_bdev_allocated(vol->bdev);
     }
-    vs_bdev_close(bs);
     pthread_rwlock_unlock(&vol->io_lock);
-    if (r < 0 && r != -EBUSY && r != -ENOENT)
+    if (r < 0 && r != -ENOENT)
         vs_log(LOG_WARNING,
                "volume '%s': its idle chain stays open: the flush before "
                "closing it failed: %s",
                vol->label, strerror(-r));
+    return r;
+}
+
+int
+vs_volume_detach_idle(struct vs_volume *vol, int64_t size, int64_t allocated,
+                      struct vs_bdev **out)
+{
+    int r;
+
+    pthread_rwlock_wrlock(&vol->io_lock);
+    pthread_mutex_lock(&vol->lock);
+    /* no write can be in flight (io_lock), so a clean stack stays clean */
+    r = !vol->bdev ? -ENOENT
+        : vol->open_count > 0 || atomic_load(&vol->dirty) ||
+                !vs_bdev_clean(vol->bdev)
+            ? -EBUSY
+            : 0;
+    if (r == 0) {
+        *out = vol->bdev;
+        vol->bdev = NULL;
+        vol->sizes_known = size >= 0 && allocated >= 0;
+        vol->known_size = size;
+        vol->known_alloc = allocated;
+        vs_idle_update(vol);
+    }
+    pthread_mutex_unlock(&vol->lock);
+    pthread_rwlock_unlock(&vol->io_lock);
     return r;
 }
 

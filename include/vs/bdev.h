@@ -126,6 +126,11 @@ ssize_t vs_bdev_pwrite(struct vs_bdev *bs, const void *buf, size_t len,
                        uint64_t offset);
 /* Flush; once a flush has failed every later one fails with that error. */
 int vs_bdev_flush(struct vs_bdev *bs);
+/* True when no layer of BS's stack (files and backings) was written since
+ * its last flush began, nor has a flush error: closing it then loses
+ * nothing a flush would have kept.  Meaningful only while no write is in
+ * flight (the caller holds writes off). */
+bool vs_bdev_clean(struct vs_bdev *bs);
 /* Discard: -ENOTSUP if nothing in the stack can release space.  Only whole
  * granules of the serving driver are discarded; an unaligned head and tail
  * are zeroed, so the whole range reads as zeros afterwards. */

@@ -131,3 +131,21 @@ fi
 fault clear >/dev/null
 check "hang over: what it wrote and fsync'ed reads back" cmp -n $((1024 * 1024)) "$V" "$T/held.bin"
 stop_vstorfs
+
+# ---- the idle-chain reaper and a domain that hangs ----
+# One idle layer allowed: v's chain, idle once read, is closed when w's
+# goes idle too.  From now on the second flush of domain a hangs: the
+# reaper's flush before the close is the first; one under the namespace
+# lock would be the second and would stall every domain.
+start_vstorfs "$DATA" --domain-root="fault:dir:$T/domains" --max-idle-layers=1
+check "reaper: v reads back (its chain opened, then idle)" cmp -n $((1024 * 1024)) "$V" "$T/held.bin"
+flush2=$(fault_id add "store=$A_UUID" ops=flush mode=hang nth=2)
+check "reaper: w reads back (v's idle chain is closed for it)" timeout 10 cmp -n $((1024 * 1024)) "$W" "$T/other.bin"
+sleep 1.5 # the reaper's pass
+check "reaper: ls of the other domain answers" timeout 10 ls "$MNT/b/img"
+check "reaper: stat of the other domain's volume answers" timeout 10 stat "$W"
+check "reaper: ls of domain a answers" timeout 10 ls "$MNT/a/img"
+assert_eq "ok 0" "$(fault hits "$flush2")" "reaper: no second flush of domain a (none under the namespace lock)"
+fault clear >/dev/null
+check "reaper: v reads back after its chain was closed and reopened" cmp -n $((1024 * 1024)) "$V" "$T/held.bin"
+stop_vstorfs
