@@ -206,9 +206,12 @@ put(char *buf, size_t len, size_t *used, const char *s, bool escape)
     return 0;
 }
 
-int
-vs_options_format(const struct vs_options *o, bool redact, char *buf,
-                  size_t len)
+/* Format O into BUF: every pair (values escaped, or REDACTED when REDACT),
+ * or only the keys when KEYS_ONLY.  Never half a list (nor half a value):
+ * BUF is empty on failure. */
+static int
+format_list(const struct vs_options *o, bool redact, bool keys_only, char *buf,
+            size_t len)
 {
     size_t used = 0;
     int r = len > 0 ? 0 : -E2BIG;
@@ -220,34 +223,28 @@ vs_options_format(const struct vs_options *o, bool redact, char *buf,
             r = put(buf, len, &used, ",", false);
         if (r == 0)
             r = put(buf, len, &used, o->item[i].key, false);
-        if (r == 0)
+        if (r == 0 && !keys_only)
             r = put(buf, len, &used, "=", false);
-        if (r == 0)
+        if (r == 0 && !keys_only)
             r = put(buf, len, &used, redact ? REDACTED : o->item[i].value,
                     !redact);
     }
     if (r < 0 && len > 0)
-        buf[0] = '\0'; /* never half a list (nor half a value) */
+        buf[0] = '\0';
     return r < 0 ? r : (int)used;
+}
+
+int
+vs_options_format(const struct vs_options *o, bool redact, char *buf,
+                  size_t len)
+{
+    return format_list(o, redact, false, buf, len);
 }
 
 int
 vs_options_format_keys(const struct vs_options *o, char *buf, size_t len)
 {
-    size_t used = 0;
-    int r = len > 0 ? 0 : -E2BIG;
-
-    if (r == 0)
-        buf[0] = '\0';
-    for (unsigned i = 0; r == 0 && i < o->count; i++) {
-        if (i > 0)
-            r = put(buf, len, &used, ",", false);
-        if (r == 0)
-            r = put(buf, len, &used, o->item[i].key, false);
-    }
-    if (r < 0 && len > 0)
-        buf[0] = '\0';
-    return r < 0 ? r : (int)used;
+    return format_list(o, false, true, buf, len);
 }
 
 const char *

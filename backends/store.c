@@ -271,18 +271,23 @@ vs_object_list(struct vs_store *st, int (*fn)(const char *name, void *arg),
     return cb != NULL ? cb(st, fn, arg) : -ENOTSUP;
 }
 
+/* Destroy and free a lock the generic layer allocated; NULL is allowed. */
+static void
+mutex_free(pthread_mutex_t **m)
+{
+    if (*m != NULL) {
+        pthread_mutex_destroy(*m);
+        free(*m);
+        *m = NULL;
+    }
+}
+
 /* Free a bdev whose driver state was never set up (or is released). */
 static void
 bdev_free(struct vs_bdev *bs)
 {
-    if (bs->serial != NULL) {
-        pthread_mutex_destroy(bs->serial);
-        free(bs->serial);
-    }
-    if (bs->size_lock != NULL) {
-        pthread_mutex_destroy(bs->size_lock);
-        free(bs->size_lock);
-    }
+    mutex_free(&bs->serial);
+    mutex_free(&bs->size_lock);
     free(bs->name);
     free(bs);
 }
@@ -374,9 +379,7 @@ track_size(struct vs_bdev *bs)
     int64_t size;
 
     if (size_cb == NULL) { /* nothing to check against */
-        pthread_mutex_destroy(bs->size_lock);
-        free(bs->size_lock);
-        bs->size_lock = NULL;
+        mutex_free(&bs->size_lock);
         return 0;
     }
     size = VS_SERIALIZED(bs, size_cb(bs));

@@ -39,19 +39,26 @@ fill(uint8_t *buf, size_t len, unsigned seed)
         buf[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 10));
 }
 
-/* qcow2 over "img" opened through the fault store, or NULL. */
+/* qcow2 over object NAME opened through the fault store, or NULL. */
 static struct vs_bdev *
-open_top(void)
+open_fault_qcow2(const char *name)
 {
     struct vs_bdev *file = NULL, *top = NULL;
 
-    if (vs_object_open(fst, "img", 0, "img", &file) < 0)
+    if (vs_object_open(fst, name, 0, name, &file) < 0)
         return NULL;
     if (vs_format_open("qcow2", file, NULL, 0, &top) < 0) {
         vs_bdev_close(file);
         return NULL;
     }
     return top;
+}
+
+/* qcow2 over "img" opened through the fault store, or NULL. */
+static struct vs_bdev *
+open_top(void)
+{
+    return open_fault_qcow2("img");
 }
 
 /* Write LEN bytes of pattern SEED at OFF; on success note them in ref.
@@ -260,21 +267,6 @@ test_flush_fail(void)
            "and sticks: no later flush of the layer claims success");
     ok(tu_same(top, ref, IMG_SIZE), "what was acknowledged reads back");
     vs_bdev_close(top);
-}
-
-/* qcow2 over object NAME opened through the fault store, or NULL. */
-static struct vs_bdev *
-open_fault_qcow2(const char *name)
-{
-    struct vs_bdev *file = NULL, *top = NULL;
-
-    if (vs_object_open(fst, name, 0, name, &file) < 0)
-        return NULL;
-    if (vs_format_open("qcow2", file, NULL, 0, &top) < 0) {
-        vs_bdev_close(file);
-        return NULL;
-    }
-    return top;
 }
 
 /* Write 64 KiB clusters of a per-cluster pattern from cluster FIRST on
