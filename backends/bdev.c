@@ -230,9 +230,10 @@ vs_bdev_extend(struct vs_bdev *bs, uint64_t min, uint64_t want)
     pthread_mutex_lock(l->size_lock);
     size = l->object_size;
     if (size < min) {
-        /* the whole chunk if the storage has room, else what is needed */
+        /* the whole chunk if the storage has room, else what is needed;
+         * any other error (EIO, a lost server) is the answer */
         r = VS_SERIALIZED(l, truncate_cb(l, want));
-        if (r < 0 && want > min)
+        if ((r == -ENOSPC || r == -EFBIG) && want > min)
             r = VS_SERIALIZED(l, truncate_cb(l, (want = min)));
         if (r == 0)
             __atomic_store_n(&l->object_size, (size = want), __ATOMIC_RELEASE);

@@ -130,7 +130,7 @@ vs_domain_set_options(struct vs_tree *tree, struct vs_node *node,
                  strerror(-r));
         return r;
     }
-    node->cat = row;
+    vs_tree_replace_row(tree, node, &row);
     return 0;
 }
 

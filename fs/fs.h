@@ -239,9 +239,15 @@ struct vs_domain {
 struct vs_node {
     struct vs_cat_node cat; /* cat.kind, cat.id, cat.name ... */
     struct vs_node *parent;
+    /* children in creation order, and their index by name (tree_index.c) */
     struct vs_node *children; /* first child */
-    struct vs_node *sibling;  /* next child of parent */
-    struct vs_node *hash_next;
+    struct vs_node *last_child;
+    struct vs_node *sibling; /* next child of parent */
+    struct vs_node *prev_sibling;
+    struct vs_node **names; /* NULL: the list is walked */
+    size_t names_size;
+    struct vs_node *name_next; /* in the parent's names slot */
+    struct vs_node *hash_next; /* in the tree's id slot */
     unsigned nchildren;
     unsigned layers_above;    /* volumes whose backing this volume is */
     struct vs_domain *domain; /* owned by the domain node, shared below */
@@ -294,6 +300,14 @@ void vs_tree_unlock(struct vs_tree *tree);
 struct vs_node *vs_tree_node(struct vs_tree *tree, uint64_t ino);
 /* The child NAME of PARENT, or NULL. */
 struct vs_node *vs_node_child(struct vs_node *parent, const char *name);
+
+/* The indexes (tree_index.c); write lock held. */
+int vs_tree_index_id(struct vs_tree *tree, struct vs_node *node);
+void vs_tree_unindex_id(struct vs_tree *tree, struct vs_node *node);
+void vs_node_link_child(struct vs_node *parent, struct vs_node *child);
+void vs_node_unlink_child(struct vs_node *child);
+/* Give CHILD a new name in its parent's index (and in its cat.name). */
+void vs_node_rename_child(struct vs_node *child, const char *newname);
 /* "domain/image/volume" for log lines, into buf. */
 const char *vs_node_path(const struct vs_node *node, char *buf, size_t len);
 /* The kind's name: "root", "domain", "image", "volume". */

@@ -281,7 +281,7 @@ vs_merge_start(struct vs_tree *tree, struct vs_node *v)
     r = vs_tree_store_row(tree, v, &row, p);
     if (r < 0)
         return r;
-    v->cat = row;
+    vs_tree_replace_row(tree, v, &row);
     if (down < up)
         vs_log(LOG_NOTICE,
                "volume '%s': merging its child '%s' down into its object, "

@@ -27,92 +27,7 @@
 static void count_layer(struct vs_tree *tree, const struct vs_node *node,
                         int delta);
 
-/* ---- the id index ---- */
-
-static size_t
-hash_slot(const struct vs_tree *tree, int64_t id)
-{
-    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 32) &
-           (tree->hash_size - 1);
-}
-
-static int
-hash_grow(struct vs_tree *tree)
-{
-    size_t old_size = tree->hash_size, new_size = old_size ? old_size * 2 : 64;
-    struct vs_node **old = tree->hash;
-    struct vs_node **table = calloc(new_size, sizeof(*table));
-
-    if (!table)
-        return -ENOMEM;
-    tree->hash = table;
-    tree->hash_size = new_size;
-    for (size_t i = 0; i < old_size; i++) {
-        for (struct vs_node *n = old[i], *next; n; n = next) {
-            size_t s = hash_slot(tree, n->cat.id);
-            next = n->hash_next;
-            n->hash_next = table[s];
-            table[s] = n;
-        }
-    }
-    free(old);
-    return 0;
-}
-
-static int
-hash_insert(struct vs_tree *tree, struct vs_node *node)
-{
-    size_t s;
-
-    if (tree->count + 1 > tree->hash_size && hash_grow(tree) < 0)
-        return -ENOMEM;
-    s = hash_slot(tree, node->cat.id);
-    node->hash_next = tree->hash[s];
-    tree->hash[s] = node;
-    tree->count++;
-    return 0;
-}
-
-static void
-hash_remove(struct vs_tree *tree, struct vs_node *node)
-{
-    struct vs_node **p = &tree->hash[hash_slot(tree, node->cat.id)];
-
-    while (*p && *p != node)
-        p = &(*p)->hash_next;
-    if (*p) {
-        *p = node->hash_next;
-        tree->count--;
-    }
-}
-
-struct vs_node *
-vs_tree_node(struct vs_tree *tree, uint64_t ino)
-{
-    int64_t id;
-
-    if (ino == VS_INO_ROOT)
-        return &tree->root;
-    id = VS_INO_ID(ino);
-    if (id <= 0 || !tree->hash_size)
-        return NULL;
-    for (struct vs_node *n = tree->hash[hash_slot(tree, id)]; n;
-         n = n->hash_next)
-        if (n->cat.id == id)
-            return n;
-    return NULL;
-}
-
 /* ---- nodes ---- */
-
-struct vs_node *
-vs_node_child(struct vs_node *parent, const char *name)
-{
-    for (struct vs_node *c = parent->children; c; c = c->sibling)
-        if (strcmp(c->cat.name, name) == 0)
-            return c;
-    return NULL;
-}
 
 const char *
 vs_node_kind_name(enum vs_node_kind kind)
@@ -144,31 +59,6 @@ vs_node_path(const struct vs_node *node, char *buf, size_t len)
 }
 
 static void
-link_child(struct vs_node *parent, struct vs_node *child)
-{
-    struct vs_node **p = &parent->children;
-
-    while (*p) /* keep creation order for readdir */
-        p = &(*p)->sibling;
-    *p = child;
-    child->parent = parent;
-    parent->nchildren++;
-}
-
-static void
-unlink_child(struct vs_node *child)
-{
-    struct vs_node **p = &child->parent->children;
-
-    while (*p && *p != child)
-        p = &(*p)->sibling;
-    if (*p) {
-        *p = child->sibling;
-        child->parent->nchildren--;
-    }
-}
-
-static void
 domain_close(struct vs_domain *dom)
 {
     if (!dom)
@@ -186,6 +76,7 @@ node_free(struct vs_node *node)
         domain_close(node->domain);
     vs_volume_unref(node->vol);
     free(node->unavailable);
+    free(node->names);
     free(node);
 }
 
@@ -230,8 +121,8 @@ static void
 node_detach(struct vs_tree *tree, struct vs_node *node)
 {
     count_layer(tree, node, -1);
-    unlink_child(node);
-    hash_remove(tree, node);
+    vs_node_unlink_child(node);
+    vs_tree_unindex_id(tree, node);
     node_free(node);
 }
 
@@ -281,17 +172,17 @@ node_insert(struct vs_tree *tree, struct vs_node *parent, struct vs_node *node)
 
     if (node->cat.kind != VS_NODE_DOMAIN)
         node->domain = parent->domain;
-    link_child(parent, node);
+    vs_node_link_child(parent, node);
     if (node->cat.kind == VS_NODE_VOLUME) {
         node->vol = vs_volume_new(vs_node_path(node, label, sizeof(label)));
         if (!node->vol) {
-            unlink_child(node);
+            vs_node_unlink_child(node);
             return -ENOMEM;
         }
         node->vol->id = node->cat.id;
     }
-    if (hash_insert(tree, node) < 0) {
-        unlink_child(node);
+    if (vs_tree_index_id(tree, node) < 0) {
+        vs_node_unlink_child(node);
         return -ENOMEM;
     }
     count_layer(tree, node, +1);
@@ -820,6 +711,7 @@ vs_tree_replace_row(struct vs_tree *tree, struct vs_node *node,
                     const struct vs_cat_node *row)
 {
     count_layer(tree, node, -1);
+    vs_node_rename_child(node, row->name);
     node->cat = *row;
     count_layer(tree, node, +1);
 }
@@ -1104,7 +996,7 @@ vs_tree_rename(struct vs_tree *tree, struct vs_node *node, const char *newname)
     r = vs_tree_store_row(tree, node, &row,
                           vs_tree_volume(tree, node->cat.backing_id));
     if (r == 0)
-        node->cat = row;
+        vs_tree_replace_row(tree, node, &row);
     return r;
 }
 
@@ -1123,6 +1015,6 @@ vs_tree_set_owner(struct vs_tree *tree, struct vs_node *node,
         row.gid = *gid;
     r = vs_catalog_update(tree->cat, &row);
     if (r == 0)
-        node->cat = row;
+        vs_tree_replace_row(tree, node, &row);
     return r;
 }

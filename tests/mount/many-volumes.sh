@@ -88,4 +88,21 @@ check "... and reads it back" cmp "$I/v09999/data" "$T/r.bin"
 check "the new volume opens too" cp "$T/r.bin" "$I/new/data"
 assert_eq 1048576 "$(xget "$I/v09999" user.vstor.size)" "its size xattr"
 diag "the daemon's open descriptors at the end: $(fds)"
+
+# Names in a directory of 10,000 are indexed (fs/tree_index.c): a rename
+# and a removal in the middle keep every lookup and readdir's order right.
+check "rename a volume in the middle" mv "$I/v05000" "$I/r05000"
+check "... it answers to its new name" cmp "$I/r05000/data" /dev/null
+check_fails "... and no longer to its old one" stat "$I/v05000"
+check "rmdir another" rmdir "$I/v04000"
+check_fails "... it is gone" stat "$I/v04000"
+check "a volume next to them is still found" stat "$I/v04001/data"
+ls -f "$I" | grep -v '^\.\.\?$' >"$T/names"
+assert_eq "$N" "$(wc -l <"$T/names")" "readdir lists $N entries"
+assert_eq "v00000 v00001" "$(head -n 2 "$T/names" | tr '\n' ' ' | sed 's/ $//')" \
+    "... in creation order"
+assert_eq "r05000" "$(sed -n 5000p "$T/names")" \
+    "... the renamed volume in its place"
+check "a new volume takes the removed name" mkdir "$I/v04000"
+check_fails "the renamed name cannot be made twice" mkdir "$I/r05000"
 stop_vstorfs

@@ -367,6 +367,43 @@ test_grow_limit(void)
     ok(tu_qemu_check("full"), "growth: qemu-img check after it: clean");
 }
 
+/*
+ * vs_bdev_extend asks for a whole chunk and settles for what is needed
+ * only when the store says it is full (ENOSPC, EFBIG); any other error
+ * (EIO, a lost server) is the answer, with no second try and the object
+ * left as it was.
+ */
+static void
+test_extend_errors(void)
+{
+    struct vs_bdev *obj = NULL;
+    int full, broken;
+
+    if (vs_object_create(fst, "ext", MiB) < 0 ||
+        vs_object_open(fst, "ext", 0, "ext", &obj) < 0) {
+        ok(false, "extend: an object on the fault store");
+        return;
+    }
+    full = fault_add(&(struct fault_rule){.object = "ext",
+                                          .ops = FAULT_GROW,
+                                          .mode = FAULT_FAIL,
+                                          .err = ENOSPC,
+                                          .above = 4 * MiB});
+    is_int(vs_bdev_extend(obj, 2 * MiB, 8 * MiB), 2 * MiB,
+           "extend: a store without room for the chunk gives what is needed");
+    is_int(fault_hits(full), 1, "extend: ... after one refused try");
+    fault_clear();
+    broken = fault_add(&(struct fault_rule){
+        .object = "ext", .ops = FAULT_GROW, .mode = FAULT_FAIL, .err = EIO});
+    is_int(vs_bdev_extend(obj, 3 * MiB, 8 * MiB), -EIO,
+           "extend: EIO from the store is the answer");
+    is_int(fault_hits(broken), 1, "extend: ... with no smaller second try");
+    is_int(vs_bdev_size(obj), 2 * MiB, "extend: ... and the size unchanged");
+    fault_clear();
+    vs_bdev_close(obj);
+    vs_object_remove(fst, "ext");
+}
+
 static int
 setup(void)
 {
@@ -407,6 +444,7 @@ main(void)
         vs_bdev_close(top);
         test_flush_fail();
         test_grow_limit();
+        test_extend_errors();
     }
     vs_store_close(fst);
     tu_scratch_close(st);
