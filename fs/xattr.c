@@ -336,6 +336,10 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     x.node = vs_tree_node(vs_fs.tree, ino);
     if (!x.node)
         n = -ENOENT;
+    else if (strncmp(name, "user.", 5) != 0)
+        /* no ACLs, labels or capabilities here, as setxattr says: with
+         * ENOTSUP `ls -l` asks once per mount, not three times a file */
+        n = -EOPNOTSUPP;
     else if ((row = find_row(&x, name)))
         n = row->get(&x, value, sizeof(value));
     /* a miss is an answer, not a refusal (the kernel probes security.*
