@@ -840,47 +840,138 @@ submit_sync(struct vs_bdev *bs, struct vs_request *req)
     return -EINVAL;
 }
 
-/* An asynchronous flush in flight: keeps the sticky error on completion. */
-struct flush_req {
-    struct vs_request req; /* first: the driver's completion gets this */
+/*
+ * An asynchronous request in flight that the generic layer follows up, so
+ * that what reaches the submitter is what the synchronous path gives: reads
+ * and writes go to the driver in pieces within its limits and again after
+ * every short transfer (short only at the end of the object; a write that
+ * stops short is -EIO), a write past the object's end is refused, a
+ * change marks its bdev written again at completion (a flush that began
+ * while it was in flight cleared the mark but may not cover it), and a
+ * flush keeps its sticky error.  A driver that completes inline recurses
+ * once per piece (pieces are few: max_transfer against FUSE's requests).
+ */
+struct tracked_req {
+    struct vs_request sub; /* first: the driver's completion gets this */
     struct vs_request *orig;
-    struct vs_bdev *bs;
+    struct vs_bdev *bs, *l;
+    struct vs_limits lim;
+    size_t done, want;  /* bytes moved so far; in the piece in flight */
+    struct iovec *part; /* the piece's slice of orig->iov */
+    struct iovec stack[IOV_STACK];
 };
 
 static void
-flush_req_done(struct vs_request *req, ssize_t ret)
+tracked_finish(struct tracked_req *t, ssize_t ret)
 {
-    struct flush_req *fr = (struct flush_req *)req;
-    struct vs_request *orig = fr->orig;
+    struct vs_request *orig = t->orig;
 
-    if (ret < 0)
-        ret = flush_fail(fr->bs, (int)ret);
-    free(fr);
+    if (orig->op == VS_REQ_FLUSH && ret < 0)
+        ret = flush_fail(t->bs, (int)ret);
+    else if (orig->op != VS_REQ_FLUSH && orig->op != VS_REQ_READ)
+        ret = written(t->bs, ret);
+    if (t->part != t->stack)
+        free(t->part);
+    free(t);
     orig->complete(orig, ret);
 }
 
-/* Submit REQ to layer L; 0 when L took it, -errno (not completed) else. */
+static void tracked_done(struct vs_request *sub, ssize_t ret);
+
+/* Send the next piece of a read or write, or the whole of anything else:
+ * 0 when the driver took it, else -errno (complete() was not called). */
+static int
+tracked_step(struct tracked_req *t)
+{
+    int (*submit_cb)(struct vs_bdev *, struct vs_request *) =
+        VS_DRV_CB(t->l->drv, submit);
+    struct vs_request *orig = t->orig;
+
+    t->sub = *orig;
+    t->sub.complete = tracked_done;
+    if (orig->op == VS_REQ_READ || orig->op == VS_REQ_WRITE) {
+        t->want =
+            (size_t)piece_len(orig->offset + t->done, orig->length - t->done,
+                              t->lim.max_transfer, t->lim.request_alignment);
+        t->sub.iovcnt =
+            iov_slice(orig->iov, orig->iovcnt, t->done, t->want, t->part);
+        t->sub.iov = t->part;
+        t->sub.offset = orig->offset + t->done;
+        t->sub.length = t->want;
+    }
+    return VS_SERIALIZED(t->l, submit_cb(t->l, &t->sub));
+}
+
+static void
+tracked_done(struct vs_request *sub, ssize_t ret)
+{
+    struct tracked_req *t = (struct tracked_req *)sub;
+    bool rw = sub->op == VS_REQ_READ || sub->op == VS_REQ_WRITE;
+
+    if (!rw || ret < 0) {
+        tracked_finish(t, ret);
+        return;
+    }
+    if ((size_t)ret > t->want) {
+        tracked_finish(t, -EIO); /* a driver broke its contract */
+        return;
+    }
+    if (ret == 0) { /* the end of the object */
+        tracked_finish(t, sub->op == VS_REQ_WRITE ? -EIO : (ssize_t)t->done);
+        return;
+    }
+    t->done += (size_t)ret;
+    if (t->done == t->orig->length)
+        tracked_finish(t, (ssize_t)t->done);
+    else if ((ret = tracked_step(t)) < 0)
+        tracked_finish(t, ret);
+}
+
+/* Submit REQ to layer L; 0 when L took it (REQ completes later, maybe
+ * already did), -errno (not completed) else. */
 static int
 submit_async(struct vs_bdev *bs, struct vs_bdev *l, struct vs_request *req)
 {
-    int (*submit_cb)(struct vs_bdev *, struct vs_request *) =
-        VS_DRV_CB(l->drv, submit);
-    struct flush_req *fr;
+    struct tracked_req *t;
+    size_t len = 0;
     int r;
 
-    if (req->op != VS_REQ_FLUSH)
-        return VS_SERIALIZED(l, submit_cb(l, req));
-    fr = calloc(1, sizeof(*fr));
-    if (fr == NULL)
+    if (req->op == VS_REQ_READ || req->op == VS_REQ_WRITE) {
+        if (req->iovcnt < 0 || vs_iov_total(req->iov, req->iovcnt, &len) < 0 ||
+            len != req->length)
+            return -EINVAL;
+        if (len == 0)
+            return -ENOTSUP; /* nothing to move: the synchronous path */
+    }
+    if (req->op == VS_REQ_WRITE &&
+        (r = check_inside(l, req->offset, len, "write")) < 0)
+        return r;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
         return -ENOMEM;
-    fr->req = *req;
-    fr->req.complete = flush_req_done;
-    fr->orig = req;
-    fr->bs = bs;
-    r = VS_SERIALIZED(l, submit_cb(l, &fr->req));
-    if (r < 0)
-        free(fr);
+    t->orig = req;
+    t->bs = bs;
+    t->l = l;
+    t->lim = limits_of(l);
+    t->part = t->stack;
+    if (req->iovcnt > IOV_STACK &&
+        !(t->part = malloc(sizeof(*t->part) * (size_t)req->iovcnt))) {
+        free(t);
+        return -ENOMEM;
+    }
+    r = tracked_step(t);
+    if (r < 0) { /* not taken: the caller completes REQ */
+        if (t->part != t->stack)
+            free(t->part);
+        free(t);
+    }
     return r;
+}
+
+bool
+vs_bdev_submit_may_defer(struct vs_bdev *bs, enum vs_req_op op)
+{
+    return submit_layer(bs, op) != NULL;
 }
 
 /*

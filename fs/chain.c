@@ -204,9 +204,9 @@ vs_chain_set_backing(struct vs_tree *tree, struct vs_node *vol,
         return -EBUSY; /* it is about to become read-only */
     /* VOL's chain opens PARENT's layer from storage: what PARENT's cached
      * chain still holds (qcow2 tables) must be there first */
-    pthread_rwlock_rdlock(&parent->vol->io_lock);
+    vs_gate_enter(&parent->vol->io_gate);
     r = vs_bdev_flush(bs);
-    pthread_rwlock_unlock(&parent->vol->io_lock);
+    vs_gate_leave(&parent->vol->io_gate);
     if (r < 0)
         return r;
     size = (int64_t)atomic_load(&parent->vol->size);
@@ -424,7 +424,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     }
     /* no flush here: the old top becomes the new top's backing, and the
      * guest's next flush makes its pending writes durable (see bdev.c) */
-    pthread_rwlock_wrlock(&v->io_lock);
+    vs_gate_close(&v->io_gate);
     /* Grown meanwhile: make the layer again at the new size.  Growing it
      * would hide what the guest wrote past SIZE in the old top: a truncate
      * up zeroes the part where the backing is longer (qcow2_truncate). */
@@ -443,7 +443,7 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
     }
     if (r == 0)
         vs_volume_swap(v, top);
-    pthread_rwlock_unlock(&v->io_lock);
+    vs_gate_open(&v->io_gate);
     if (r < 0)
         unmark(tree, vol);
     if (r == 0)

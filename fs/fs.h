@@ -83,15 +83,35 @@ enum vs_part {
 
 /* ---- volumes (volume.c) ---- */
 
+/* A volume's I/O gate (gate.c). */
+struct vs_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned inflight; /* requests inside */
+    unsigned waiting;  /* exclusive holders waiting: new requests wait */
+    bool held;         /* closed by one exclusive holder */
+};
+
+void vs_gate_init(struct vs_gate *g);
+void vs_gate_destroy(struct vs_gate *g);
+/* Pass shared: waits while the gate is closed or about to be. */
+void vs_gate_enter(struct vs_gate *g);
+/* Leave after vs_gate_enter, from any thread. */
+void vs_gate_leave(struct vs_gate *g);
+/* Close exclusively once every request inside has left; then reopen. */
+void vs_gate_close(struct vs_gate *g);
+void vs_gate_open(struct vs_gate *g);
+
 struct vs_volume {
     pthread_mutex_t lock; /* bdev opening, size changes, open_count */
-    /* I/O holds it shared; replacing the stack (snapshot, merge) and
-     * closing an idle chain (idle.c) hold it exclusively, so a swap is
-     * atomic with respect to in-flight requests */
-    pthread_rwlock_t io_lock;
+    /* I/O passes it shared (and may leave from a completion thread);
+     * replacing the stack (snapshot, merge) and closing an idle chain
+     * (idle.c) close it, so a swap is atomic with respect to in-flight
+     * requests (gate.c) */
+    struct vs_gate io_gate;
     atomic_int refs; /* the tree node's and each handle's */
     /* The whole chain, opened on first use.  Set and cleared under lock
-     * (and io_lock exclusive when cleared); while no handle holds the
+     * (and io_gate closed when cleared); while no handle holds the
      * volume it may be closed (idle.c), but only under the namespace lock
      * held for writing: read it under the namespace lock, or while holding
      * a handle (open_count), or from a running merge. */
@@ -115,8 +135,8 @@ struct vs_volume {
     /* While a merge copies this volume's own layer down into its backing
      * (merge_copy.c): one bit per VS_MERGE_CHUNK of [0, dirty_chunks chunks)
      * that a write changed since the merge last copied it; NULL otherwise.
-     * Set and cleared with io_lock held exclusively; writers mark it with
-     * io_lock held shared, after their write completed. */
+     * Set and cleared with io_gate closed; writers mark it inside
+     * io_gate, after their write completed. */
     _Atomic uint64_t *_Atomic dirty;
     uint64_t dirty_chunks;
     /* The last failure to open the chain (under lock): while it is recent,
@@ -141,7 +161,7 @@ void vs_volume_unref(struct vs_volume *vol);
 /* Install BS (a freshly opened chain) unless another thread was first; the
  * loser's chain is closed.  Returns the installed chain. */
 struct vs_bdev *vs_volume_install(struct vs_volume *vol, struct vs_bdev *bs);
-/* Replace the chain, with I/O held off (io_lock exclusive held by caller).
+/* Replace the chain, with I/O held off (io_gate closed by the caller).
  * Returns the old one for the caller to close or reuse. */
 struct vs_bdev *vs_volume_swap(struct vs_volume *vol, struct vs_bdev *bs);
 /* Close the chain so the next use reopens it (nobody may have it open). */
@@ -197,7 +217,7 @@ uint64_t vs_idle_layers(void);
 int vs_volume_open(struct vs_volume *vol, bool truncate, bool writable);
 void vs_volume_release(struct vs_volume *vol, bool writable);
 /* Note that [OFF, OFF + LEN) changed, for a merge copying this volume
- * down (no-op when none does).  io_lock held shared, after the write. */
+ * down (no-op when none does).  inside io_gate, after the write. */
 void vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len);
 /* The largest size a volume may have: 1 PiB, what a qcow2 layer with 64 KiB
  * clusters and extended L2 entries (32 MiB of L1 at most, as QEMU) can map,
@@ -208,7 +228,7 @@ void vs_volume_mark_dirty(struct vs_volume *vol, uint64_t off, uint64_t len);
  * VS_VOLUME_SIZE_MAX. */
 int vs_volume_grow(struct vs_volume *vol, uint64_t size);
 /* Undo a growth to GROWN back to SIZE (a failed fallocate), if nothing else
- * changed the size since; io_lock held exclusive. */
+ * changed the size since; io_gate closed. */
 void vs_volume_ungrow(struct vs_volume *vol, uint64_t grown, uint64_t size);
 /* Shrink to SIZE: EBUSY if opened, EINVAL if SIZE is larger. */
 int vs_volume_shrink(struct vs_volume *vol, uint64_t size);
@@ -513,7 +533,7 @@ int vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st);
 int vs_map_build(struct vs_tree *tree, struct vs_node *vol, char **text,
                  size_t *len);
 
-/* An open data file (requests use h->vol->bdev under vol->io_lock), or an
+/* An open data file (requests use h->vol->bdev inside vol->io_gate), or an
  * open map file (vol NULL, the text in map). */
 struct vs_handle {
     struct vs_volume *vol;

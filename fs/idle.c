@@ -23,7 +23,7 @@
  *     handle (setattr, xattrs, chain changes, starting a merge) holds it
  *     at least for reading while it uses vol->bdev, and an opener is
  *     counted under it (io.c), so none is in between.  It takes
- *     vol->io_lock for writing too.  A volume with a FUSE handle or a
+ *     vol->io_gate closed too.  A volume with a FUSE handle or a
  *     running merge (vs_merge_busy: merges are registered under the
  *     namespace lock too) is never closed.
  *   - No storage I/O under the namespace lock: the flush and the size

@@ -4,11 +4,21 @@
  *
  * open resolves the volume under the namespace lock once and stores a
  * handle holding a reference on it; every later request goes from the
- * handle straight to the volume's chain, holding only the volume's io_lock
- * shared (a snapshot takes it exclusively to swap the chain's top layer). Reads
- * land in a per-thread page-aligned buffer (O_DIRECT on the backend needs
- * alignment; fuse_reply_buf copies it out before the thread takes the next
- * request).
+ * handle straight to the volume's chain, passing only the volume's io_gate
+ * (a snapshot closes it to swap the chain's top layer).
+ *
+ * Reads, writes and fsyncs go through the block layer's submit path and are
+ * answered from their completion, so a driver built on an event loop
+ * (libnfs, libiscsi) completes them from its own thread and no FUSE thread
+ * waits per request; the request leaves the gate there.  Where every layer
+ * completes inline (no submit callback: the local driver, today's formats)
+ * the request lives on the FUSE thread's stack and reads land in a
+ * per-thread page-aligned buffer (O_DIRECT on the backend needs alignment;
+ * fuse_reply_buf copies it out before the thread takes the next request);
+ * otherwise the request, its read buffer and a copy of its write payload
+ * (libfuse reuses its buffer once the handler returns) are allocated and
+ * freed at completion.  The kernel sends no RELEASE of a file while a
+ * request on it is unanswered, so the handle outlives its requests.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -176,13 +186,13 @@ open_volume(fuse_req_t req, fuse_ino_t ino, bool writable, int flags,
 static void
 io_begin(struct vs_handle *h)
 {
-    pthread_rwlock_rdlock(&h->vol->io_lock);
+    vs_gate_enter(&h->vol->io_gate);
 }
 
 static void
 io_end(struct vs_handle *h)
 {
-    pthread_rwlock_unlock(&h->vol->io_lock);
+    vs_gate_leave(&h->vol->io_gate);
 }
 
 /* Open a volume's map file: build its text now, serve it from memory. */
@@ -294,14 +304,79 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
+/* A read, write or fsync submitted to a volume's chain. */
+struct io_req {
+    struct vs_request r; /* first: the completion gets &r */
+    fuse_req_t req;
+    struct vs_handle *h;
+    struct iovec iov;
+    bool allocated; /* the request and iov's buffer: freed at completion */
+};
+
+/* A request for OP of LEN bytes on H: on the stack (STACK) with the
+ * thread's buffer when it completes inline, else allocated with a buffer
+ * of its own; NULL on ENOMEM. */
+static struct io_req *
+io_req_new(struct vs_handle *h, enum vs_req_op op, size_t len,
+           struct io_req *stack)
+{
+    struct io_req *io = stack;
+    void *buf = NULL;
+
+    if (!vs_bdev_submit_may_defer(h->vol->bdev, op)) {
+        memset(io, 0, sizeof(*io));
+        if (op == VS_REQ_READ && !(buf = thread_buffer(len)))
+            return NULL;
+    } else {
+        io = calloc(1, sizeof(*io));
+        if (io && len && posix_memalign(&buf, BUF_ALIGN, len) != 0) {
+            free(io);
+            io = NULL;
+        }
+        if (!io)
+            return NULL;
+        io->allocated = true;
+    }
+    io->h = h;
+    io->r.op = op;
+    io->r.flags = h->io_flags;
+    io->r.opaque = io;
+    io->iov.iov_base = buf;
+    io->iov.iov_len = len;
+    return io;
+}
+
+static void
+io_req_free(struct io_req *io)
+{
+    if (io->allocated) {
+        free(io->iov.iov_base);
+        free(io);
+    }
+}
+
+static void
+read_done(struct vs_request *r, ssize_t n)
+{
+    struct io_req *io = r->opaque;
+
+    io_end(io->h);
+    if (n < 0) {
+        log_io_error(io->h, "read", r->offset, r->length, (int)-n);
+        fuse_reply_err(io->req, (int)-n);
+    } else {
+        fuse_reply_buf(io->req, io->iov.iov_base, (size_t)n);
+    }
+    io_req_free(io);
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
+    struct io_req stack, *io;
     uint64_t vsize;
-    struct iovec iov;
-    ssize_t n;
 
     (void)ino;
     if (!h->vol) {
@@ -315,21 +390,20 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     if ((uint64_t)off + size > vsize)
         size = (size_t)(vsize - (uint64_t)off);
-    iov.iov_base = thread_buffer(size);
-    iov.iov_len = size;
-    if (!iov.iov_base) {
+    io_begin(h);
+    io = io_req_new(h, VS_REQ_READ, size, &stack);
+    if (!io) {
+        io_end(h);
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    io_begin(h);
-    n = vs_bdev_preadv(h->vol->bdev, &iov, 1, (uint64_t)off, h->io_flags);
-    io_end(h);
-    if (n < 0) {
-        log_io_error(h, "read", (uint64_t)off, size, (int)-n);
-        fuse_reply_err(req, (int)-n);
-        return;
-    }
-    fuse_reply_buf(req, iov.iov_base, (size_t)n);
+    io->req = req;
+    io->r.offset = (uint64_t)off;
+    io->r.length = size;
+    io->r.iov = &io->iov;
+    io->r.iovcnt = 1;
+    io->r.complete = read_done;
+    vs_bdev_submit(h->vol->bdev, &io->r);
 }
 
 /* Whether a request of REQ would take H's volume past its end while not
@@ -354,12 +428,28 @@ refuse_growth(const struct vs_handle *h, const char *op, uint64_t off,
 }
 
 static void
+write_done(struct vs_request *r, ssize_t n)
+{
+    struct io_req *io = r->opaque;
+
+    if (n > 0)
+        vs_volume_mark_dirty(io->h->vol, r->offset, (uint64_t)n);
+    io_end(io->h);
+    if (n < 0) {
+        log_io_error(io->h, "write", r->offset, r->length, (int)-n);
+        fuse_reply_err(io->req, (int)-n);
+    } else {
+        fuse_reply_write(io->req, (size_t)n);
+    }
+    io_req_free(io);
+}
+
+static void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
          off_t off, struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = size};
-    ssize_t n;
+    struct io_req stack, *io;
     int r;
 
     (void)ino;
@@ -370,18 +460,46 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     }
     io_begin(h);
     r = vs_volume_grow(h->vol, (uint64_t)off + size);
-    n = r < 0 ? r
-              : vs_bdev_pwritev(h->vol->bdev, &iov, 1, (uint64_t)off,
-                                h->io_flags);
-    if (n > 0)
-        vs_volume_mark_dirty(h->vol, (uint64_t)off, (uint64_t)n);
-    io_end(h);
-    if (n < 0) {
-        log_io_error(h, "write", (uint64_t)off, size, (int)-n);
-        fuse_reply_err(req, (int)-n);
+    io = r < 0 ? NULL : io_req_new(h, VS_REQ_WRITE, 0, &stack);
+    if (r == 0 && !io)
+        r = -ENOMEM;
+    if (r == 0 && io->allocated) {
+        /* libfuse reuses BUF once this returns: the request keeps a copy */
+        if (posix_memalign(&io->iov.iov_base, BUF_ALIGN, size ? size : 1))
+            r = -ENOMEM;
+        else
+            memcpy(io->iov.iov_base, buf, size);
+    } else if (r == 0) {
+        io->iov.iov_base = (void *)buf;
+    }
+    if (r < 0) {
+        if (io)
+            io_req_free(io);
+        io_end(h);
+        log_io_error(h, "write", (uint64_t)off, size, -r);
+        fuse_reply_err(req, -r);
         return;
     }
-    fuse_reply_write(req, (size_t)n);
+    io->iov.iov_len = size;
+    io->req = req;
+    io->r.offset = (uint64_t)off;
+    io->r.length = size;
+    io->r.iov = &io->iov;
+    io->r.iovcnt = 1;
+    io->r.complete = write_done;
+    vs_bdev_submit(h->vol->bdev, &io->r);
+}
+
+static void
+fsync_done(struct vs_request *r, ssize_t n)
+{
+    struct io_req *io = r->opaque;
+
+    io_end(io->h);
+    if (n < 0)
+        log_io_error(io->h, "fsync", 0, 0, (int)-n);
+    fuse_reply_err(io->req, n < 0 ? (int)-n : 0);
+    io_req_free(io);
 }
 
 static void
@@ -389,7 +507,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
          struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    int r;
+    struct io_req stack, *io;
 
     (void)ino, (void)datasync;
     if (!h->vol) {
@@ -397,11 +515,15 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
         return;
     }
     io_begin(h);
-    r = vs_bdev_flush(h->vol->bdev);
-    io_end(h);
-    if (r < 0)
-        log_io_error(h, "fsync", 0, 0, -r);
-    fuse_reply_err(req, -r);
+    io = io_req_new(h, VS_REQ_FLUSH, 0, &stack);
+    if (!io) {
+        io_end(h);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    io->req = req;
+    io->r.complete = fsync_done;
+    vs_bdev_submit(h->vol->bdev, &io->r);
 }
 
 static void
@@ -472,11 +594,14 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
     /* a preallocation holds the volume's I/O off: if it fails it punches
      * back the holes it filled, which must not take a write with them */
     if (is_prealloc(mode))
-        pthread_rwlock_wrlock(&h->vol->io_lock);
+        vs_gate_close(&h->vol->io_gate);
     else
         io_begin(h);
     r = do_fallocate(h, mode, (uint64_t)off, (uint64_t)length);
-    io_end(h);
+    if (is_prealloc(mode))
+        vs_gate_open(&h->vol->io_gate);
+    else
+        io_end(h);
     if (r == -EFBIG)
         vs_log(LOG_NOTICE,
                "refused fallocate of '%s/data' to %llu bytes: past the "

@@ -4,7 +4,7 @@
  * zero, data), so tools see which layer owns each range without opening
  * the layer files.
  *
- * The text is built once at open (under the volume's io_lock, so it is one
+ * The text is built once at open (inside the volume's io_gate, so it is one
  * consistent picture) and kept in the handle; the file is served with
  * direct_io and reports size 0, like a /proc file.
  */
@@ -113,9 +113,9 @@ vs_map_build(struct vs_tree *tree, struct vs_node *vol, char **text,
         r = size < 0 ? (int)size : walk(temp, (uint64_t)size, list);
         vs_bdev_close(temp);
     } else if (r == 0) {
-        pthread_rwlock_rdlock(&vol->vol->io_lock);
+        vs_gate_enter(&vol->vol->io_gate);
         r = walk(vol->vol->bdev, atomic_load(&vol->vol->size), list);
-        pthread_rwlock_unlock(&vol->vol->io_lock);
+        vs_gate_leave(&vol->vol->io_gate);
     }
     if (r == 0) {
         const char *s =

@@ -15,7 +15,7 @@
  * is ever merged into P: P is a volume of its own and would change.
  *
  * The copy runs in a thread per job, one chunk at a time.  Into the child,
- * each chunk holds C's io_lock exclusively, so a guest write to C cannot
+ * each chunk closes C's io_gate, so a guest write to C cannot
  * interleave with the copy of the same range.  Down, the guest keeps
  * writing to C while its chunks are read (shared lock); a write marks its
  * chunk dirty (vs_volume_mark_dirty) after it completed, the job copies

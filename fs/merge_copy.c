@@ -96,17 +96,17 @@ copy_up_chunk(struct vs_job *job, struct vs_node *c, uint64_t off, uint64_t len,
     struct vs_bdev *ctop;
     int r;
 
-    pthread_rwlock_wrlock(&cv->io_lock);
+    vs_gate_close(&cv->io_gate);
     ctop = cv->bdev;
     r = ctop && ctop->backing ? copy_range(ctop->backing, ctop, false,
                                            job->p_id != 0, off, len, buf)
                               : -EIO;
-    pthread_rwlock_unlock(&cv->io_lock);
+    vs_gate_open(&cv->io_gate);
     return r;
 }
 
 /* Down: clear chunk K's dirty bit, then copy what C's own layer holds in
- * it into V's object (VDST).  C's io_lock is held by the caller. */
+ * it into V's object (VDST).  C's io_gate is closed by the caller. */
 static int
 copy_down_chunk(struct vs_job *job, struct vs_volume *cv, struct vs_bdev *vdst,
                 uint64_t k, void *buf)
@@ -145,9 +145,9 @@ copy_pass(struct vs_job *job, struct vs_bdev *vdst, bool all, void *buf,
             bool dirty =
                 all || (map && (atomic_load(&map[k / 64]) >> (k % 64) & 1));
             if (dirty) {
-                pthread_rwlock_rdlock(&c->vol->io_lock);
+                vs_gate_enter(&c->vol->io_gate);
                 r = copy_down_chunk(job, c->vol, vdst, k, buf);
-                pthread_rwlock_unlock(&c->vol->io_lock);
+                vs_gate_leave(&c->vol->io_gate);
                 ++*left;
             }
         }
@@ -169,10 +169,10 @@ merge_set_dirty_map(struct vs_volume *cv, uint64_t chunks)
 
     if (chunks && !(map = calloc((chunks + 63) / 64 + 1, sizeof(*map))))
         return -ENOMEM;
-    pthread_rwlock_wrlock(&cv->io_lock);
+    vs_gate_close(&cv->io_gate);
     old = atomic_exchange(&cv->dirty, map);
     cv->dirty_chunks = chunks;
-    pthread_rwlock_unlock(&cv->io_lock);
+    vs_gate_open(&cv->io_gate);
     free((void *)old);
     return 0;
 }

@@ -45,7 +45,7 @@ switch_child(struct vs_job *job, struct vs_tree *tree, struct vs_node *c,
     int r;
 
     row.backing_id = p ? p->cat.id : 0;
-    pthread_rwlock_wrlock(&c->vol->io_lock);
+    vs_gate_close(&c->vol->io_gate);
     r = vs_bdev_flush(c->vol->bdev);
     /* C's image first (for tools reading the backend; our records decide),
      * then its record.  A crash between the two leaves the record on V,
@@ -64,7 +64,7 @@ switch_child(struct vs_job *job, struct vs_tree *tree, struct vs_node *c,
                    "volume '%s': its new chain cannot be recorded or "
                    "opened: %s",
                    c->vol->label, strerror(-r));
-    pthread_rwlock_unlock(&c->vol->io_lock);
+    vs_gate_open(&c->vol->io_gate);
     return r;
 }
 
@@ -76,13 +76,13 @@ refresh_chain(struct vs_tree *tree, struct vs_node *n)
     struct vs_bdev *fresh;
     int r;
 
-    pthread_rwlock_wrlock(&n->vol->io_lock);
+    vs_gate_close(&n->vol->io_gate);
     r = vs_bdev_flush(n->vol->bdev);
     if (r == 0)
         r = vs_tree_open_chain(tree, n, VS_OPEN_DIRECT, &fresh);
     if (r == 0)
         vs_bdev_close(vs_volume_swap(n->vol, fresh));
-    pthread_rwlock_unlock(&n->vol->io_lock);
+    vs_gate_open(&n->vol->io_gate);
     return r;
 }
 
@@ -161,9 +161,9 @@ rename_in_children(struct vs_job *job, struct vs_tree *tree, struct vs_node *c,
             r = vs_node_bdev(tree, x, &bs);
             if (r < 0)
                 break;
-            pthread_rwlock_wrlock(&x->vol->io_lock);
+            vs_gate_close(&x->vol->io_gate);
             r = vs_bdev_set_backing(x->vol->bdev, v->cat.object, v->cat.format);
-            pthread_rwlock_unlock(&x->vol->io_lock);
+            vs_gate_open(&x->vol->io_gate);
             if (r < 0)
                 merge_fail(job, r,
                            "volume '%s': cannot name its backing's new "
@@ -202,7 +202,7 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
         free(buf);
         return r;
     }
-    pthread_rwlock_wrlock(&c->vol->io_lock);
+    vs_gate_close(&c->vol->io_gate);
     r = merge_copy_rest(job, c->vol, *vdst, buf);
     if (r == 0)
         r = vs_bdev_flush(*vdst);
@@ -224,7 +224,7 @@ merge_finish_down(struct vs_job *job, struct vs_bdev **vdst)
                    c->vol->label, strerror(-r));
     free((void *)atomic_exchange(&c->vol->dirty, NULL));
     c->vol->dirty_chunks = 0;
-    pthread_rwlock_unlock(&c->vol->io_lock);
+    vs_gate_open(&c->vol->io_gate);
     if (r == 0) {
         snprintf(name, sizeof(name), "%s", v->cat.name);
         image_id = v->cat.parent_id;

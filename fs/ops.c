@@ -239,9 +239,9 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
                (unsigned long long)cur, (unsigned long long)size);
         return 1;
     }
-    pthread_rwlock_rdlock(&node->vol->io_lock);
+    vs_gate_enter(&node->vol->io_gate);
     r = vs_volume_grow(node->vol, size);
-    pthread_rwlock_unlock(&node->vol->io_lock);
+    vs_gate_leave(&node->vol->io_gate);
     return r;
 }
 

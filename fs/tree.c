@@ -321,9 +321,9 @@ flush_children(struct vs_tree *tree, const struct vs_node *node)
             if (n->cat.kind != VS_NODE_VOLUME || !n->vol->bdev || n == node ||
                 !vs_tree_in_chain(tree, n, node->cat.id))
                 continue;
-            pthread_rwlock_rdlock(&n->vol->io_lock);
+            vs_gate_enter(&n->vol->io_gate);
             r = n->vol->bdev ? vs_bdev_flush(n->vol->bdev) : 0;
-            pthread_rwlock_unlock(&n->vol->io_lock);
+            vs_gate_leave(&n->vol->io_gate);
         }
     }
     return r;

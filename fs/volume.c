@@ -20,20 +20,6 @@
 #include "fs.h"
 #include "vs/log.h"
 
-/* Writer-preferring: with glibc's default a snapshot waiting for the lock
- * starves behind a guest that always has I/O in flight. */
-static void
-init_io_lock(pthread_rwlock_t *lock)
-{
-    pthread_rwlockattr_t attr;
-
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr,
-                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
-}
-
 struct vs_volume *
 vs_volume_new(const char *label)
 {
@@ -47,7 +33,7 @@ vs_volume_new(const char *label)
         return NULL;
     }
     pthread_mutex_init(&vol->lock, NULL);
-    init_io_lock(&vol->io_lock);
+    vs_gate_init(&vol->io_gate);
     atomic_init(&vol->refs, 1);
     return vol;
 }
@@ -65,7 +51,7 @@ vs_volume_unref(struct vs_volume *vol)
         return;
     vs_idle_remove(vol);
     vs_bdev_close(vol->bdev);
-    pthread_rwlock_destroy(&vol->io_lock);
+    vs_gate_destroy(&vol->io_gate);
     pthread_mutex_destroy(&vol->lock);
     free(vol->label);
     free(vol);
@@ -115,7 +101,7 @@ vs_volume_prepare_idle_close(struct vs_volume *vol, int64_t *size,
 {
     int r = 0;
 
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     if (!vol->bdev)
         r = -ENOENT;
     if (r == 0)
@@ -124,7 +110,7 @@ vs_volume_prepare_idle_close(struct vs_volume *vol, int64_t *size,
         *size = vs_bdev_size(vol->bdev);
         *allocated = vs_bdev_allocated(vol->bdev);
     }
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     if (r < 0 && r != -ENOENT)
         vs_log(LOG_WARNING,
                "volume '%s': its idle chain stays open: the flush before "
@@ -139,9 +125,10 @@ vs_volume_detach_idle(struct vs_volume *vol, int64_t size, int64_t allocated,
 {
     int r;
 
-    pthread_rwlock_wrlock(&vol->io_lock);
+    vs_gate_close(&vol->io_gate);
     pthread_mutex_lock(&vol->lock);
-    /* no write can be in flight (io_lock), so a clean stack stays clean */
+    /* no write can be in flight (io_gate closed), so a clean stack stays clean
+     */
     r = !vol->bdev ? -ENOENT
         : vol->open_count > 0 || atomic_load(&vol->dirty) ||
                 !vs_bdev_clean(vol->bdev)
@@ -156,7 +143,7 @@ vs_volume_detach_idle(struct vs_volume *vol, int64_t size, int64_t allocated,
         vs_idle_update(vol);
     }
     pthread_mutex_unlock(&vol->lock);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_open(&vol->io_gate);
     return r;
 }
 
@@ -190,9 +177,9 @@ vs_volume_remember_sizes(struct vs_volume *vol, int64_t size, int64_t allocated)
 void
 vs_volume_drop(struct vs_volume *vol)
 {
-    pthread_rwlock_wrlock(&vol->io_lock);
+    vs_gate_close(&vol->io_gate);
     vs_bdev_close(vs_volume_swap(vol, NULL));
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_open(&vol->io_gate);
 }
 
 /* Set the size through the block device; caller holds vol->lock.  No

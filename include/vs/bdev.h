@@ -159,5 +159,9 @@ ssize_t vs_bdev_copy_range(struct vs_bdev *src, uint64_t src_off,
                            uint64_t length);
 /* Submit asynchronously; req->complete runs exactly once (maybe inline). */
 void vs_bdev_submit(struct vs_bdev *bs, struct vs_request *req);
+/* Whether a request OP to BS may complete after vs_bdev_submit returned
+ * (some layer of BS has a submit callback): false means complete() always
+ * runs inline, on the submitting thread, so its buffers may be borrowed. */
+bool vs_bdev_submit_may_defer(struct vs_bdev *bs, enum vs_req_op op);
 
 #endif

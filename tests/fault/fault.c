@@ -24,6 +24,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,6 +481,90 @@ fault_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     return 0;
 }
 
+/* ---- asynchronous completion ---- */
+
+static atomic_bool async_on;
+static atomic_ulong async_completed;
+
+unsigned long
+fault_async_completed(void)
+{
+    return atomic_load(&async_completed);
+}
+
+void
+fault_set_async(bool on)
+{
+    atomic_store(&async_on, on);
+}
+
+/* One request taken by fault_submit, run on a thread of its own (so a hang
+ * holds only that thread) and completed from there. */
+struct async_job {
+    struct vs_bdev *bs;
+    struct vs_request *req;
+};
+
+static void *
+async_run(void *arg)
+{
+    struct async_job *job = arg;
+    struct vs_request *req = job->req;
+    struct vs_bdev *bs = job->bs;
+    ssize_t r = -EINVAL;
+
+    free(job);
+    switch (req->op) {
+    case VS_REQ_READ:
+    case VS_REQ_WRITE:
+        r = fault_rw(bs, req->iov, req->iovcnt, req->offset, req->flags,
+                     req->op == VS_REQ_WRITE);
+        break;
+    case VS_REQ_FLUSH:
+        r = fault_flush(bs);
+        break;
+    case VS_REQ_DISCARD:
+        r = fault_discard(bs, req->offset, req->length);
+        break;
+    case VS_REQ_WRITE_ZEROES:
+        r = fault_write_zeroes(bs, req->offset, req->length, req->flags);
+        break;
+    }
+    atomic_fetch_add(&async_completed, 1);
+    req->complete(req, r);
+    return NULL;
+}
+
+/* With fault_set_async(true), complete every request from another thread,
+ * after the submitter has returned, as an event-loop driver does;
+ * otherwise -ENOTSUP (the generic layer runs the synchronous path). */
+static int
+fault_submit(struct vs_bdev *bs, struct vs_request *req)
+{
+    struct async_job *job;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t t;
+    int r;
+
+    if (!atomic_load(&async_on) || !(job = malloc(sizeof(*job))))
+        return -ENOTSUP;
+    job->bs = bs;
+    job->req = req;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits it */
+    r = pthread_create(&t, &attr, async_run, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        free(job);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
 static const struct vs_driver fault_driver = {
     .api_version = VS_DRIVER_API_VERSION,
     .struct_size = sizeof(struct vs_driver),
@@ -506,6 +592,7 @@ static const struct vs_driver fault_driver = {
     .write_zeroes = fault_write_zeroes,
     .block_status = fault_block_status,
     .allocate = fault_allocate,
+    .submit = fault_submit,
 };
 
 int

@@ -77,5 +77,11 @@ bool fault_wait_hung(int id, unsigned n, unsigned timeout_ms);
 void fault_release(int id);
 /* Release every held request, wait until they have left, drop all rules. */
 void fault_clear(void);
+/* Complete requests submitted through vs_bdev_submit from a thread of
+ * their own, after the submitter returned (true), or run them inline
+ * (false, the default). */
+void fault_set_async(bool on);
+/* Requests completed from the driver's threads so far. */
+unsigned long fault_async_completed(void);
 
 #endif

@@ -16,8 +16,13 @@
  *   hits ID           "ok N": how often rule ID fired
  *   hung ID N         "ok" once N requests are held by rule ID (10 s)
  *   clear             release everything and drop every rule
+ *   completed         "ok N": requests completed from the driver's threads
  *
  * S is a part of the store's location: a domain's uuid picks one domain.
+ *
+ * Every data request completes asynchronously (fault_set_async): from a
+ * thread of the driver's, after the FUSE thread that submitted it went
+ * back for more, as it will with libnfs and libiscsi.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +132,8 @@ run_command(char *line, char *out, size_t len)
         if (w != NULL)
             fault_release(atoi(w));
         snprintf(out, len, w != NULL ? "ok" : "error: release needs an id");
+    } else if (strcmp(verb, "completed") == 0) {
+        snprintf(out, len, "ok %lu", fault_async_completed());
     } else if (strcmp(verb, "hits") == 0) {
         w = strtok_r(NULL, " \t\n", &save);
         snprintf(out, len, "ok %u", w != NULL ? fault_hits(atoi(w)) : 0);
@@ -199,6 +206,7 @@ main(int argc, char **argv)
 
     if (fault_register() < 0)
         return 1;
+    fault_set_async(true);
     control_path = getenv("VSTORFS_FAULT_CONTROL");
     if (control_path != NULL &&
         vs_thread_start(&control, control_main, NULL) == 0)

@@ -3,6 +3,8 @@
 # the fault driver (tests/fault/vstorfs_fault.c) serves domains whose
 # stores are fault stores over local directories, and rules come in
 # through its control FIFO.
+#   - every data request completes from a thread of the driver's, after
+#     the FUSE thread went back for more (as with libnfs and libiscsi);
 #   - fio --verify through short transfers on every request: completes,
 #     every block verifies (the generic layer completes short transfers);
 #   - EIO and ETIMEDOUT on a read, EIO on a write: fio gets the error,
@@ -77,6 +79,8 @@ id=$(fault_id add "store=$A_UUID" ops=read,write mode=short)
 check "short transfers: fio writes and verifies 16 MiB" fio_job short --rw=randwrite --do_verify=1
 check "short transfers: no block read back wrong" no_bad_data short
 assert_match "^ok [1-9]" "$(fault hits "$id")" "short transfers: the rule cut requests short"
+assert_match "^ok [1-9]" "$(fault completed)" \
+    "the driver completed requests from its own threads (asynchronously)"
 fault clear >/dev/null
 
 # ---- a read that fails: EIO, then ETIMEDOUT ----

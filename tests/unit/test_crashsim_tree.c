@@ -296,7 +296,7 @@ do_io(const char *image, const char *name, enum io_kind kind, uint64_t off,
 
     if (r < 0)
         return r;
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     if (kind == IO_WRITE) {
         r = vs_volume_grow(vol, off + len);
         if (r == 0) {
@@ -310,7 +310,7 @@ do_io(const char *image, const char *name, enum io_kind kind, uint64_t off,
     }
     if (r == 0)
         r = vs_bdev_flush(vol->bdev);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     vs_volume_unref(vol);
     return r;
 }
@@ -1028,9 +1028,9 @@ read_volume(const char *image, const char *name, void *buf, size_t len)
 
     if (r < 0)
         return r;
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     n = vs_bdev_pread(vol->bdev, buf, len, 0);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     vs_volume_unref(vol);
     return n == (ssize_t)len ? 0 : n < 0 ? (int)n : -EIO;
 }

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +405,127 @@ test_extend_errors(void)
     vs_object_remove(fst, "ext");
 }
 
+/* ---- the asynchronous path: vs_bdev_submit to a driver that completes
+ * from its own threads ---- */
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    ssize_t ret;
+};
+
+static void
+waiter_done(struct vs_request *req, ssize_t ret)
+{
+    struct waiter *w = req->opaque;
+
+    pthread_mutex_lock(&w->mu);
+    w->ret = ret;
+    w->done = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Submit OP of BUF (LEN bytes at OFF) through BS and wait: its result. */
+static ssize_t
+submit_wait(struct vs_bdev *bs, enum vs_req_op op, void *buf, size_t len,
+            uint64_t off)
+{
+    struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                       .cv = PTHREAD_COND_INITIALIZER};
+    struct iovec iov = {buf, len};
+    struct vs_request req = {.op = op,
+                             .offset = off,
+                             .length = len,
+                             .iov = &iov,
+                             .iovcnt = 1,
+                             .complete = waiter_done,
+                             .opaque = &w};
+
+    vs_bdev_submit(bs, &req);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    return w.ret;
+}
+
+/*
+ * raw over a fault object that completes requests from its own threads:
+ * short transfers on every piece and a max_transfer smaller than the
+ * request are completed by the generic layer, a write past the object's
+ * end is refused before the driver sees it, a write error and a flush
+ * error reach the submitter, and the flush error stays.
+ */
+static void
+test_async(void)
+{
+    const size_t len = 1 * MiB;
+    struct vs_bdev *file = NULL, *raw = NULL;
+    uint8_t *want = malloc(len), *got = malloc(len);
+    unsigned long before;
+    int id;
+
+    if (!want || !got || vs_object_create(fst, "async", 4 * MiB) < 0 ||
+        vs_object_open(fst, "async", 0, "async", &file) < 0 ||
+        vs_format_open("raw", file, NULL, 0, &raw) < 0) {
+        ok(false, "async: raw over a fault object");
+        free(want);
+        free(got);
+        return;
+    }
+    fault_set_async(true);
+    ok(vs_bdev_submit_may_defer(raw, VS_REQ_READ) &&
+           vs_bdev_submit_may_defer(raw, VS_REQ_WRITE),
+       "async: raw over the fault driver may complete later");
+    file->limits.max_transfer = 192 * KiB; /* not a divisor of the request */
+    before = fault_async_completed();
+    id = fault_add(&(struct fault_rule){.object = "async",
+                                        .ops = FAULT_READ | FAULT_WRITE,
+                                        .mode = FAULT_SHORT});
+    fill(want, len, 77);
+    is_int(submit_wait(raw, VS_REQ_WRITE, want, len, 512 * KiB), (ssize_t)len,
+           "async: a 1 MiB write through short transfers completes in full");
+    memset(got, 0, len);
+    is_int(submit_wait(raw, VS_REQ_READ, got, len, 512 * KiB), (ssize_t)len,
+           "async: ... and reads back in full");
+    ok(memcmp(want, got, len) == 0, "async: ... with the bytes written");
+    ok(fault_hits(id) >= 12, "async: ... in pieces cut short (%u)",
+       fault_hits(id));
+    ok(fault_async_completed() - before >= 12,
+       "async: ... completed from the driver's threads (%lu)",
+       fault_async_completed() - before);
+    fault_clear();
+    is_int(submit_wait(raw, VS_REQ_READ, got, len, 3 * MiB + 512 * KiB),
+           (ssize_t)(512 * KiB), "async: a read across the end is short");
+    is_int(submit_wait(raw, VS_REQ_WRITE, want, len, 3 * MiB + 512 * KiB),
+           -EINVAL, "async: a write past the object's end is refused");
+    fault_add(&(struct fault_rule){.object = "async",
+                                   .ops = FAULT_WRITE,
+                                   .mode = FAULT_FAIL,
+                                   .err = EIO,
+                                   .nth = 3});
+    is_int(submit_wait(raw, VS_REQ_WRITE, want, len, 0), -EIO,
+           "async: a piece's EIO reaches the submitter");
+    fault_clear();
+    fault_add(&(struct fault_rule){.object = "async",
+                                   .ops = FAULT_FLUSH,
+                                   .mode = FAULT_FAIL,
+                                   .err = EIO,
+                                   .nth = 1});
+    is_int(submit_wait(raw, VS_REQ_FLUSH, NULL, 0, 0), -EIO,
+           "async: a failed flush fails");
+    fault_clear();
+    is_int(submit_wait(raw, VS_REQ_FLUSH, NULL, 0, 0), -EIO,
+           "async: ... and stays failed");
+    fault_set_async(false);
+    vs_bdev_close(raw);
+    vs_object_remove(fst, "async");
+    free(want);
+    free(got);
+}
+
 static int
 setup(void)
 {
@@ -445,6 +567,7 @@ main(void)
         test_flush_fail();
         test_grow_limit();
         test_extend_errors();
+        test_async();
     }
     vs_store_close(fst);
     tu_scratch_close(st);

@@ -104,11 +104,11 @@ guest_write(struct vs_volume *vol, uint64_t off, uint64_t len)
     int r;
 
     fill(ref + off, len, (unsigned)(off / BLOCK));
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     r = vs_volume_grow(vol, off + len);
     n = r < 0 ? r : vs_bdev_pwrite(vol->bdev, ref + off, len, off);
     r = n < 0 ? (int)n : vs_bdev_flush(vol->bdev);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     return r;
 }
 
@@ -117,9 +117,9 @@ guest_grow(struct vs_volume *vol, uint64_t size)
 {
     int r;
 
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     r = vs_volume_grow(vol, size);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     return r;
 }
 
@@ -135,9 +135,9 @@ reads_ref(const char *when)
         tap_diag("%s: the volume does not open: %s", when, strerror(-r));
         return false;
     }
-    pthread_rwlock_rdlock(&vol->io_lock);
+    vs_gate_enter(&vol->io_gate);
     same = atomic_load(&vol->size) == END && tu_same(vol->bdev, ref, END);
-    pthread_rwlock_unlock(&vol->io_lock);
+    vs_gate_leave(&vol->io_gate);
     vs_volume_unref(vol);
     return same;
 }
