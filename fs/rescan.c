@@ -37,6 +37,12 @@
 
 #define WHY_MAX 256
 
+/* An object named by volume record REC (its own, pending or retired). */
+struct name_ref {
+    const char *name;
+    size_t rec;
+};
+
 enum dom_state {
     DOM_OK,         /* complete and trusted: repairs may run */
     DOM_DOUBT,      /* records missing or untrusted: read-only, no repair */
@@ -69,6 +75,11 @@ struct dscan {
     size_t nacts;
     bool destroy; /* its removal was interrupted: finish it */
     bool split;   /* record copies disagree: heal rewrites them */
+    /* the objects volume records name, sorted (object_named); rebuilt
+     * when recs changed since (names_stale) */
+    struct name_ref *names;
+    size_t nnames;
+    bool names_stale;
 };
 
 /* A node to mark after the tree is rebuilt. */
@@ -125,6 +136,7 @@ keep_record(const struct vs_record *rec, void *arg)
     if (!slot)
         return -ENOMEM;
     *slot = *rec;
+    d->names_stale = true;
     return 0;
 }
 
@@ -163,21 +175,63 @@ slot_doubtful(const struct dscan *d, uint32_t slot)
     return false;
 }
 
-/* Whether a volume record other than EXCEPT names OBJECT as its own, or
- * as made or given up by one of its steps. */
-static bool
-object_named(const struct dscan *d, const char *object,
-             const struct vs_record *except)
+static int
+cmp_name_ref(const void *a, const void *b)
 {
+    return strcmp(((const struct name_ref *)a)->name,
+                  ((const struct name_ref *)b)->name);
+}
+
+/* Index the objects D's volume records name (a scan of 100,000 records
+ * asks for each object of the store). */
+static int
+index_names(struct dscan *d)
+{
+    struct name_ref *refs = malloc(sizeof(*refs) * (3 * d->nrecs + 1));
+    size_t n = 0;
+
+    if (!refs)
+        return -ENOMEM;
     for (size_t i = 0; i < d->nrecs; i++) {
         const struct vs_record *r = &d->recs[i];
-        if (r == except || r->kind != VS_REC_VOLUME)
+        const char *objs[3] = {r->object, r->pending_object, r->retired_object};
+        if (r->kind != VS_REC_VOLUME)
             continue;
-        if (strcmp(r->object, object) == 0 ||
-            strcmp(r->pending_object, object) == 0 ||
-            strcmp(r->retired_object, object) == 0)
-            return true;
+        for (int k = 0; k < 3; k++)
+            if (objs[k][0])
+                refs[n++] = (struct name_ref){objs[k], i};
     }
+    qsort(refs, n, sizeof(*refs), cmp_name_ref);
+    free(d->names);
+    d->names = refs;
+    d->nnames = n;
+    d->names_stale = false;
+    return 0;
+}
+
+/* Whether a volume record other than EXCEPT names OBJECT as its own, or
+ * as made or given up by one of its steps.  Out of memory for the index,
+ * it answers yes: an object is kept, never removed, on doubt. */
+static bool
+object_named(struct dscan *d, const char *object,
+             const struct vs_record *except)
+{
+    struct name_ref key = {object, 0}, *hit;
+    size_t lo, hi;
+
+    if ((d->names_stale || !d->names) && index_names(d) < 0)
+        return true;
+    hit = bsearch(&key, d->names, d->nnames, sizeof(*d->names), cmp_name_ref);
+    if (!hit)
+        return false;
+    lo = hi = (size_t)(hit - d->names);
+    while (lo > 0 && strcmp(d->names[lo - 1].name, object) == 0)
+        lo--;
+    while (hi + 1 < d->nnames && strcmp(d->names[hi + 1].name, object) == 0)
+        hi++;
+    for (size_t i = lo; i <= hi; i++)
+        if (&d->recs[d->names[i].rec] != except)
+            return true;
     return false;
 }
 
@@ -255,6 +309,7 @@ plan_repairs(struct dscan *d)
             continue;
         if (r < 0)
             break;
+        d->names_stale = true;
         if (d->acts[d->nacts - 1].free) {
             rec->kind = VS_REC_FREE;
         } else {
@@ -535,35 +590,90 @@ link_backings(struct scan *s, const struct dscan *d)
     return 0;
 }
 
+/* qsort_r order of volume record indexes: by image, then record order
+ * (which the catalog's ids, and readdir, keep). */
+static int
+cmp_by_image(const void *a, const void *b, void *arg)
+{
+    const struct dscan *d = arg;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(d->recs[i].parent_uuid, d->recs[j].parent_uuid);
+
+    return c ? c : (i > j) - (i < j);
+}
+
+/* The indexes of D's shown volume records, sorted by image; NULL with
+ * *N 0 when there are none, NULL with *N set on ENOMEM. */
+static size_t *
+volumes_by_image(const struct dscan *d, size_t *n)
+{
+    size_t *v;
+
+    *n = 0;
+    for (size_t i = 0; i < d->nrecs; i++)
+        *n += d->recs[i].kind == VS_REC_VOLUME && shown(&d->recs[i]);
+    if (*n == 0 || !(v = malloc(sizeof(*v) * *n)))
+        return NULL;
+    *n = 0;
+    for (size_t i = 0; i < d->nrecs; i++)
+        if (d->recs[i].kind == VS_REC_VOLUME && shown(&d->recs[i]))
+            v[(*n)++] = i;
+    qsort_r(v, *n, sizeof(*v), cmp_by_image, (void *)d);
+    return v;
+}
+
+/* The first of VOLS whose image is IMAGE_UUID (or N). */
+static size_t
+first_volume_of(const struct dscan *d, const size_t *vols, size_t n,
+                const char *image_uuid)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(d->recs[vols[mid]].parent_uuid, image_uuid) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Mirror a domain's images, then the volumes of each image. */
 static int
 mirror_domain(struct scan *s, const struct dscan *d)
 {
     const struct vs_record *dom = domain_record(d);
+    size_t *vols = NULL, nvols = 0;
     int64_t dom_id;
     int r;
 
     if (!dom || d->destroy)
         return 0;
     r = upsert(s, d, dom, 0, &dom_id);
+    vols = r == 0 ? volumes_by_image(d, &nvols) : NULL;
+    if (r == 0 && !vols && nvols)
+        r = -ENOMEM;
     for (size_t i = 0; i < d->nrecs && r == 0; i++) {
         const struct vs_record *img = &d->recs[i];
         int64_t img_id = 0;
+        size_t j;
         if (img->kind != VS_REC_IMAGE || strcmp(img->parent_uuid, dom->uuid))
             continue;
         r = upsert(s, d, img, dom_id, &img_id);
-        for (size_t j = 0; j < d->nrecs && r == 0 && img_id; j++) {
-            const struct vs_record *vol = &d->recs[j];
+        j = first_volume_of(d, vols, nvols, img->uuid);
+        for (; j < nvols && r == 0 && img_id; j++) {
+            const struct vs_record *vol = &d->recs[vols[j]];
             int64_t vol_id;
-            if (vol->kind != VS_REC_VOLUME || !shown(vol) ||
-                strcmp(vol->parent_uuid, img->uuid) != 0)
-                continue;
+            if (strcmp(vol->parent_uuid, img->uuid) != 0)
+                break;
             r = upsert(s, d, vol, img_id, &vol_id);
             if (r == 0 && slot_doubtful(d, vol->slot))
                 r = add_mark(s, vol->uuid,
                              "its record's newer copy is damaged");
         }
     }
+    free(vols);
     return r;
 }
 
@@ -870,6 +980,7 @@ scan_free(struct scan *s)
     for (size_t i = 0; i < s->ndoms; i++) {
         free(s->doms[i].location);
         free(s->doms[i].recs);
+        free(s->doms[i].names);
         free(s->doms[i].doubtful);
         free(s->doms[i].acts);
     }
