@@ -28,6 +28,14 @@
  * answer is -ENOTSUP and the generic layer emulates (or, for discard and
  * allocate, reports it).
  * No lock is taken: every call works at explicit offsets.
+ *
+ * Synchronous on purpose (no submit callback: requests complete inline on
+ * the FUSE thread).  Measured here with fio, 4 KiB random: on tmpfs one
+ * thread's pread/pwrite did 124k/121k IOPS against io_uring's 72k/43k at
+ * depth 1 and 109k/66k at depth 16 (a page-cache file has no async path,
+ * io_uring punts it to its workers); on the ext4 disk with O_DIRECT, 16
+ * blocking threads (as FUSE's) did 37.9k/29.4k against one io_uring
+ * thread's 33.5k/21.6k at depth 16.
  */
 #include <errno.h>
 #include <fcntl.h>
