@@ -151,16 +151,27 @@ check_l1_unique(struct qcow2 *s)
     return 0;
 }
 
+/* Where host offsets must end: the file's size at open, or, in a
+ * writable image, past every cluster allocated since (a plain file grows
+ * by being written, and file_size does not follow it: refcount.c). */
+static uint64_t
+host_limit(const struct qcow2 *s)
+{
+    uint64_t used = s->ro ? 0 : s->end << s->cluster_bits;
+
+    return used > s->file_size ? used : s->file_size;
+}
+
 static int
 check_l2_entry(const struct qcow2 *s, uint64_t e)
 {
-    uint64_t off = e & QCOW2_OFFSET_MASK;
+    uint64_t off = e & QCOW2_OFFSET_MASK, limit = host_limit(s);
 
     if (e & QCOW2_COMPRESSED) {
         uint64_t len;
 
         qcow2_compressed_span(s, e, &off, &len);
-        if ((e & QCOW2_COPIED) || off < s->cs || off >= s->file_size)
+        if ((e & QCOW2_COPIED) || off < s->cs || off >= limit)
             return -EIO;
         return 0;
     }
@@ -170,7 +181,7 @@ check_l2_entry(const struct qcow2 *s, uint64_t e)
         return -EIO;
     if (off == 0)
         return (e & QCOW2_COPIED) && !(e & QCOW2_ZERO) ? -EIO : 0;
-    if ((off & (s->cs - 1)) != 0 || off < s->cs || off >= s->file_size)
+    if ((off & (s->cs - 1)) != 0 || off < s->cs || off >= limit)
         return -EIO;
     return 0;
 }
