@@ -11,7 +11,6 @@
  *                     evict clean tables (CLOCK)
  *   qcow2_refcount.c  refcounts: load, allocate, free, prepare for a flush
  *   qcow2_check.c     refcounts against references, at a writable open
- *                     of an image vstorfs did not close cleanly
  *   qcow2_flush.c     write dirty metadata out in crash-safe order
  *   qcow2_read.c      the read path and the backing-chain shortcut
  *   qcow2_write.c     the write path: in place or allocate + copy-on-write
