@@ -12,14 +12,11 @@
  * cache's write-back and the on-disk layout live in the qcow2_*.c files
  * listed in qcow2.h.
  *
- * A writable open checks every reference against the refcounts
- * (qcow2_check.c) unless vstorfs itself closed the image cleanly last
- * (QCOW2_AUTOCLEAR_CLEAN, qcow2.h), which a clean close marks in the
- * header and a writable open clears.  What a writable open refuses: images with
- * internal snapshots, with the dirty bit (lazy refcounts: repair them with
- * `qemu-img check -r all` first), marked corrupt, or with refcounts wider than
- * 16 bits; those open read-only only.  Encryption, external data files and
- * non-zlib compression are refused (-ENOTSUP) outright.  Extended L2 entries
+ * What a writable open refuses: images with internal snapshots, with the
+ * dirty bit (lazy refcounts: repair them with `qemu-img check -r all`
+ * first), marked corrupt, or with refcounts wider than 16 bits; those open
+ * read-only only.  Encryption, external data files and non-zlib
+ * compression are refused (-ENOTSUP) outright.  Extended L2 entries
  * (subclusters) are supported: qcow2_subcluster.c.  Everything
  * the driver finds wrong in an image is -EIO with a debug line that names
  * the layer.
@@ -28,7 +25,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "vs/bdev.h"
 #include "vs/log.h"
@@ -131,27 +127,13 @@ check_writable(struct qcow2 *s)
     return 0;
 }
 
-/* Whether the image was last closed cleanly by this driver, so its
- * refcounts need no check (VSTORFS_QCOW2_CHECK=always checks anyway). */
-static bool
-closed_clean(const struct qcow2 *s)
-{
-    const char *env = getenv("VSTORFS_QCOW2_CHECK");
-
-    if (env != NULL && strcmp(env, "always") == 0)
-        return false;
-    return s->h.version >= 3 && (s->h.autoclear & QCOW2_AUTOCLEAR_CLEAN);
-}
-
-/* Load refcounts and check them unless the image was closed cleanly;
- * clear the autoclear bits, ours too: from now on the image is in use
- * (made durable before anything else is written). */
+/* Load refcounts and check them; clear autoclear bits we do not keep. */
 static int
 open_writable(struct qcow2 *s)
 {
     int r = qcow2_rc_load(s);
 
-    if (r == 0 && !closed_clean(s))
+    if (r == 0)
         r = qcow2_check_refcounts(s);
     if (r == 0 && s->h.autoclear != 0) {
         s->h.autoclear = 0;
@@ -212,20 +194,6 @@ qcow2_open(struct vs_bdev *bs)
     return 0;
 }
 
-/* The last step of a clean close: with every metadata write durable,
- * mark the image closed cleanly (best effort). */
-static void
-mark_clean(struct qcow2 *s)
-{
-    struct qcow2_header h = s->h;
-
-    if (h.version < 3)
-        return;
-    h.autoclear |= QCOW2_AUTOCLEAR_CLEAN;
-    if (qcow2_header_write(s, &h) == 0)
-        (void)vs_bdev_flush(s->file);
-}
-
 static void
 qcow2_close(struct vs_bdev *bs)
 {
@@ -235,9 +203,8 @@ qcow2_close(struct vs_bdev *bs)
         return;
     if (!s->ro) {
         pthread_mutex_lock(&s->flush_lock);
-        /* best effort: close never fails */
-        if (qcow2_meta_flush(s) == 0 && vs_bdev_flush(s->file) == 0)
-            mark_clean(s);
+        if (qcow2_meta_flush(s) == 0)
+            (void)vs_bdev_flush(s->file); /* best effort: close never fails */
         pthread_mutex_unlock(&s->flush_lock);
     }
     state_free(s, true);

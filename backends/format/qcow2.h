@@ -75,15 +75,6 @@
 #define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
 
-/* Autoclear feature bits.  CLEAN is vstorfs's own: set by the last
- * step of a clean close (after every metadata write is durable), cleared
- * by a writable open before anything else is written.  An image that has
- * it was last closed cleanly by vstorfs and not opened writable since by
- * anyone (QEMU, as the spec demands of autoclear bits it does not know,
- * clears it when it opens the image writable), so the full reference
- * check at open is skipped (qcow2_check.c). */
-#define QCOW2_AUTOCLEAR_CLEAN (1ull << 63)
-
 /* Header extension types. */
 #define QCOW2_EXT_END 0x00000000u
 #define QCOW2_EXT_BACKING_FORMAT 0xe2792acau

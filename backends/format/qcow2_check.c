@@ -1,7 +1,5 @@
 /*
- * Before an image that was not closed cleanly by vstorfs (qcow2.h,
- * QCOW2_AUTOCLEAR_CLEAN: after a crash, or made or last written by other
- * software) is written to, its refcounts are checked against its
+ * Before an image is written to, its refcounts are checked against its
  * references, the way `qemu-img check` does: every cluster the image uses
  * (the header, the L1 table, the refcount table and blocks, the L2 tables,
  * the data clusters and the clusters compressed data spans) is counted

@@ -26,7 +26,6 @@ static struct vs_store *st;
 static uint8_t *good; /* the valid image's bytes */
 static size_t good_len;
 static int serial;
-static bool clean_closed; /* the close marked the image clean */
 
 static uint64_t
 get64(const uint8_t *p)
@@ -165,16 +164,6 @@ expect_l2(const char *what, void (*fn)(uint8_t *img, size_t *len), int want)
 }
 
 /* ---- the breakages ---- */
-
-static void rc_zero_for_data(uint8_t *img, size_t *len);
-
-/* The same damage in an image marked closed cleanly by vstorfs. */
-static void
-rc_zero_marked_clean(uint8_t *img, size_t *len)
-{
-    rc_zero_for_data(img, len);
-    put64(img + 88, 1ull << 63);
-}
 
 static void
 truncate_header(uint8_t *img, size_t *len)
@@ -550,10 +539,6 @@ test_tables(void)
     expect("refcount block outside (writable)", rt_entry_outside, 0, -EIO);
     expect("refcount block outside (read-only is fine)", rt_entry_outside,
            VS_OPEN_RDONLY, 0);
-    ok(clean_closed, "a clean close marks the image (autoclear bit 63)");
-    expect("data cluster with refcount 0, marked closed cleanly (writable: "
-           "trusted, no check)",
-           rc_zero_marked_clean, 0, 0);
     expect("data cluster with refcount 0 (writable)", rc_zero_for_data, 0,
            -EIO);
     expect("data cluster over the L1 table (writable)", data_over_l1, 0, -EIO);
@@ -609,9 +594,6 @@ make_good(void)
     good = malloc(good_len);
     vs_bdev_pread(file, good, good_len, 0);
     vs_bdev_close(file);
-    clean_closed = get64(good + 88) == 1ull << 63;
-    /* as after a crash: not marked closed cleanly, so checked at open */
-    put64(good + 88, 0);
     return 0;
 }
 
