@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 
 #include "fs.h"
+#include "vs/driver.h"
 #include "vs/log.h"
 
 #ifndef VSTORFS_VERSION
@@ -215,6 +216,7 @@ vs_daemon_main(int argc, char **argv)
     r = setup_logging(&cfg);
     if (r == 0)
         raise_nofile();
+    vs_qcow2_set_l2_cache_size(cfg.l2_cache_size);
     if (r == 0 && vs_thread_prepare_cancel() < 0)
         vs_log(LOG_WARNING, "cannot prepare thread cancellation: the daemon "
                             "may abort at unmount if it runs out of "

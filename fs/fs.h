@@ -52,6 +52,7 @@ struct vs_config {
     unsigned max_write;
     unsigned max_background;
     unsigned max_idle_layers; /* 0: derived from RLIMIT_NOFILE (idle.c) */
+    uint64_t l2_cache_size;   /* bytes of L2 tables per qcow2 layer */
     char *domain_root; /* location holding the domains; NULL: the registry's
                           default under data_dir (vs_store_default_root) */
     char *fuse_opts;   /* extra -o options handed to libfuse */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "vs/driver.h"
 #include "vs/log.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/vstorfs"
@@ -51,6 +52,10 @@ static const char *const ignored_words[] = {
     "x-systemd.automount",
 };
 
+/* The largest L2 cache a layer may be given: 64 GiB (maps 32 TiB of guest
+ * disk with 64 KiB clusters). */
+#define L2_CACHE_MAX (64ull << 30)
+
 enum long_opt {
     OPT_LOG_LEVEL = 256,
     OPT_THREADS,
@@ -60,6 +65,7 @@ enum long_opt {
     OPT_DATA_DIR,
     OPT_MAX_IDLE_LAYERS,
     OPT_DOMAIN_ROOT,
+    OPT_L2_CACHE_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -75,6 +81,7 @@ static const struct option long_options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"max-idle-layers", required_argument, NULL, OPT_MAX_IDLE_LAYERS},
     {"domain-root", required_argument, NULL, OPT_DOMAIN_ROOT},
+    {"l2-cache-size", required_argument, NULL, OPT_L2_CACHE_SIZE},
     {NULL, 0, NULL, 0},
 };
 
@@ -103,10 +110,15 @@ vs_config_usage(FILE *out, const char *prog)
         "      --max-idle-layers=N volume layers kept open with no file "
         "handle\n"
         "                          (default: RLIMIT_NOFILE / 8)\n"
+        "      --l2-cache-size=SIZE\n"
+        "                          memory for each qcow2 layer's L2 tables,\n"
+        "                          bytes or with K, M, G (default 32M)\n"
         "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, "
         "threads=,\n"
         "                          max_write=, max_background=, log_level=, "
         "debug=,\n"
+        "                          max_idle_layers=, domain_root=, "
+        "l2_cache_size=,\n"
         "                          allow_other (default), noallow_other, ro, "
         "and\n"
         "                          mount(8) words such as rw, nosuid, nodev, "
@@ -118,6 +130,38 @@ vs_config_usage(FILE *out, const char *prog)
         "See vstorfs(8).\n",
         prog, DEFAULT_DATA_DIR, DEFAULT_THREADS, DEFAULT_MAX_WRITE,
         DEFAULT_MAX_BACKGROUND);
+}
+
+/* A size in bytes, with an optional K, M or G (binary) suffix, in
+ * [min, max]. */
+static int
+parse_size(const char *what, const char *text, uint64_t min, uint64_t max,
+           uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift != 0)
+        end++;
+    if (errno || end == text || *end || text[0] == '-' || v > (max >> shift) ||
+        (v << shift) < min) {
+        fprintf(stderr,
+                "vstorfs: %s: '%s' is not a size in [%llu, %llu] "
+                "(bytes, or with K, M, G)\n",
+                what, text, (unsigned long long)min, (unsigned long long)max);
+        return -EINVAL;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
 }
 
 static int
@@ -208,6 +252,9 @@ parse_mount_word(struct vs_config *cfg, const char *word)
     if (KEY("max_idle_layers"))
         return parse_uint("max_idle_layers", v, 0, 1u << 30,
                           &cfg->max_idle_layers);
+    if (KEY("l2_cache_size"))
+        return parse_size("l2_cache_size", v, 0, L2_CACHE_MAX,
+                          &cfg->l2_cache_size);
 #undef KEY
     if (strcmp(word, "allow_other") == 0 || strcmp(word, "noallow_other") == 0)
         cfg->allow_other = word[0] == 'a';
@@ -268,6 +315,9 @@ parse_one(struct vs_config *cfg, int c, const char *arg)
     case OPT_MAX_IDLE_LAYERS:
         return parse_uint("--max-idle-layers", arg, 0, 1u << 30,
                           &cfg->max_idle_layers);
+    case OPT_L2_CACHE_SIZE:
+        return parse_size("--l2-cache-size", arg, 0, L2_CACHE_MAX,
+                          &cfg->l2_cache_size);
     default:
         return -EINVAL;
     }
@@ -282,6 +332,7 @@ set_defaults(struct vs_config *cfg)
     cfg->threads = DEFAULT_THREADS;
     cfg->max_write = DEFAULT_MAX_WRITE;
     cfg->max_background = DEFAULT_MAX_BACKGROUND;
+    cfg->l2_cache_size = vs_qcow2_l2_cache_size();
 }
 
 static int

@@ -5,8 +5,9 @@
  * parent layer; what this layer does not map is read from there.
  *
  * This file holds the driver table and the whole-image operations: open
- * (validate the header, load the whole mapping and, for a writable image,
- * the refcounts into memory), close (flush what is dirty), flush, size,
+ * (validate the header, load the L1 table and, for a writable image, the
+ * refcounts into memory; L2 tables are cached on demand, qcow2_l2cache.c),
+ * close (flush what is dirty), flush, size,
  * growing the size, and block status.  The data paths, the metadata
  * cache's write-back and the on-disk layout live in the qcow2_*.c files
  * listed in qcow2.h.
@@ -85,6 +86,7 @@ locks_init(struct qcow2 *s)
         return -r;
     pthread_mutex_init(&s->flush_lock, NULL);
     pthread_mutex_init(&s->inflight_lock, NULL);
+    pthread_mutex_init(&s->l2_lock, NULL);
     pthread_cond_init(&s->inflight_cond, NULL);
     return 0;
 }
@@ -96,11 +98,13 @@ state_free(struct qcow2 *s, bool locks)
         pthread_rwlock_destroy(&s->lock);
         pthread_mutex_destroy(&s->flush_lock);
         pthread_mutex_destroy(&s->inflight_lock);
+        pthread_mutex_destroy(&s->l2_lock);
         pthread_cond_destroy(&s->inflight_cond);
     }
     qcow2_chain_free(s);
     qcow2_rc_free(s);
     qcow2_tables_free(s);
+    qcow2_l2_cache_free(s);
     free(s->inflight);
     free(s->raw_header);
     free(s);
@@ -153,7 +157,14 @@ qcow2_open(struct vs_bdev *bs)
     s->file = bs->file;
     s->name = bs->name;
     s->ro = (bs->open_flags & VS_OPEN_RDONLY) != 0;
+    r = locks_init(s);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
     r = qcow2_header_load(s);
+    if (r == 0)
+        qcow2_l2_cache_init(s);
     if (r == 0)
         r = check_writable(s);
     if (r == 0)
@@ -162,10 +173,8 @@ qcow2_open(struct vs_bdev *bs)
         r = open_writable(s);
     if (r == 0)
         r = qcow2_chain_init(s);
-    if (r == 0)
-        r = locks_init(s);
     if (r < 0) {
-        state_free(s, false);
+        state_free(s, true);
         return r;
     }
     bs->opaque = s;
@@ -283,7 +292,7 @@ qcow2_truncate(struct vs_bdev *bs, uint64_t size)
     qcow2_wrlock(s);
     old = s->h.size;
     r = size < old ? -ENOTSUP : size == old ? 1 : grow_locked(s, size);
-    pthread_rwlock_unlock(&s->lock);
+    qcow2_wrunlock(s);
     if (r == 0)
         r = hide_backing(bs, old, size);
     if (r == 0)
@@ -312,14 +321,16 @@ status_of(enum qcow2_kind k)
 
 /* Status is per subcluster: a partly written cluster of a layer with
  * subclusters answers "not mine" for the rest, so SEEK_DATA and the chain
- * status look further down there. */
+ * status look further down there.  One answer covers at most the range
+ * of one L2 table, so a status walk over a large disk keeps one table in
+ * the cache at a time. */
 static int
 qcow2_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
                    uint64_t *pnum)
 {
     struct qcow2 *s = bs->opaque;
-    uint64_t n, unit;
-    int st;
+    uint64_t n, unit, span;
+    int st, r;
 
     qcow2_rdlock(s);
     if (offset >= s->h.size) {
@@ -329,6 +340,13 @@ qcow2_block_status(struct vs_bdev *bs, uint64_t offset, uint64_t length,
     }
     unit = 1ull << s->sc_bits;
     length = MIN(length, s->h.size - offset);
+    span = 1ull << (s->cluster_bits + s->l2_bits);
+    length = MIN(length, span - (offset & (span - 1)));
+    r = qcow2_l2_load(s, offset >> (s->cluster_bits + s->l2_bits));
+    if (r < 0) {
+        qcow2_unlock(s);
+        return r;
+    }
     st = status_of(qcow2_kind_at(s, offset));
     n = MIN(length, unit - (offset & (unit - 1)));
     while (n < length && status_of(qcow2_kind_at(s, offset + n)) == st)

@@ -7,6 +7,8 @@
  *   qcow2_header.c    parse, validate and rewrite the header
  *   qcow2_create.c    lay out a fresh image
  *   qcow2_table.c     L1/L2 tables: load, validate, look up, grow
+ *   qcow2_l2cache.c   the bounded cache of L2 tables: load on demand,
+ *                     evict clean tables (CLOCK)
  *   qcow2_refcount.c  refcounts: load, allocate, free, prepare for a flush
  *   qcow2_check.c     refcounts against references, at a writable open
  *   qcow2_flush.c     write dirty metadata out in crash-safe order
@@ -22,15 +24,22 @@
  * (L1, L2 tables, owner cache) and the refcounts.  Reads and in-place
  * writes hold it shared for the lookup and the data transfer (so a
  * cluster cannot be freed under them); allocation, discard and metadata
- * snapshots hold it exclusive, never across data I/O.  A guest cluster
+ * snapshots hold it exclusive, never across data I/O.  L2 tables are
+ * loaded on demand under either (qcow2_l2cache.c: `l2_lock` orders
+ * concurrent loads) and evicted only under the exclusive lock, so a table
+ * loaded while the lock is held, shared or not, stays until it is
+ * released.  A guest cluster
  * being allocated is "in flight" (inflight set, under inflight_lock) so a
  * second writer or a discard of it waits.  flush_lock serializes flushes
- * and size changes.  An image opened read-only never changes its mapping,
- * so it takes no lock at all.
+ * and size changes.  An image opened read-only never changes its mapping
+ * but takes the lock too (shared), since its L2 cache evicts tables; the
+ * layer above walks it through the chain shortcut taking its lock around
+ * each lookup (upper layer's lock first, never the other way round).
  */
 #ifndef VS_QCOW2_H
 #define VS_QCOW2_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,6 +120,17 @@ enum qcow2_kind {
     QCOW2_COMPRESSED_CLUSTER,
 };
 
+/* The states of a cached L2 table (l2_dirty): WRITING is snapshotted by
+ * a flush whose write is not done yet, so not evictable (the file is not
+ * current). */
+#define QCOW2_L2_CLEAN 0
+#define QCOW2_L2_DIRTY 1
+#define QCOW2_L2_WRITING 2
+/* The L2 cache's size per layer when nothing else is said: 32 MiB, as
+ * QEMU's default on Linux; 512 tables of 64 KiB clusters map 256 GiB of
+ * guest disk (128 GiB with extended L2 entries). */
+#define QCOW2_L2_CACHE_DEFAULT (32ull << 20)
+
 /* Owner-cache codes (per guest cluster, one byte; see qcow2_read.c). */
 #define QCOW2_OWNER_UNKNOWN 0
 #define QCOW2_OWNER_NONE 255
@@ -139,13 +159,25 @@ struct qcow2 {
 
     /* ---- the mapping ---- */
     uint64_t *l1;      /* l1_size entries, host order */
-    uint64_t **l2;     /* per L1 index: the table, or NULL */
+    uint64_t **l2;     /* per L1 index: the table if cached, or NULL */
     uint64_t **l2bm;   /* per L1 index: the tables' subcluster bitmaps
                           (extended L2 entries only, else all NULL) */
-    uint8_t *l2_dirty; /* per L1 index */
+    uint8_t *l2_dirty; /* per L1 index: QCOW2_L2_CLEAN, _DIRTY, _WRITING */
+    uint8_t *l2_ref;   /* per L1 index: CLOCK's referenced bit */
     uint32_t l1_cap;   /* entries allocated in l1, l2, l2_dirty, owner */
     bool l1_dirty;
     bool header_dirty;
+
+    /* ---- the L2 cache (qcow2_l2cache.c) ---- */
+    pthread_mutex_t l2_lock; /* orders loads under the shared lock */
+    uint32_t *l2_slots;      /* L1 indices of the cached tables */
+    size_t l2_n;             /* cached tables (atomic reads) */
+    size_t l2_slots_cap;
+    size_t l2_hand;    /* CLOCK's hand: an index into l2_slots */
+    size_t l2_max;     /* tables kept: the limit */
+    size_t l2_trim_at; /* trim when l2_n exceeds this (>= l2_max: raised
+                          while every table left is dirty) */
+    uint64_t l2_loads; /* tables read from the file (statistics) */
 
     /* ---- refcounts (writable images only) ---- */
     uint16_t *rc;       /* per host cluster */
@@ -217,14 +249,16 @@ qcow2_put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)v;
 }
 
-/* The L2 entry of guest cluster G (0 when no table maps it). */
+/* The L2 entry of guest cluster G (0 when no table maps it).  Its table
+ * must have been loaded (qcow2_l2_load) under the lock still held. */
 static inline uint64_t
 qcow2_entry(const struct qcow2 *s, uint64_t g)
 {
     uint64_t i = g >> s->l2_bits;
 
-    if (i >= s->h.l1_size || s->l2[i] == NULL)
+    if (i >= s->h.l1_size || s->l1[i] == 0)
         return 0;
+    assert(s->l2[i] != NULL);
     return s->l2[i][g & (s->l2_entries - 1)];
 }
 
@@ -235,8 +269,9 @@ qcow2_bitmap(const struct qcow2 *s, uint64_t g)
 {
     uint64_t i = g >> s->l2_bits;
 
-    if (!s->extl2 || i >= s->h.l1_size || s->l2bm[i] == NULL)
+    if (!s->extl2 || i >= s->h.l1_size || s->l1[i] == 0)
         return 0;
+    assert(s->l2bm[i] != NULL);
     /* atomic: writers under the shared lock set bits (qcow2_write.c) */
     return __atomic_load_n(&s->l2bm[i][g & (s->l2_entries - 1)],
                            __ATOMIC_ACQUIRE);
@@ -288,24 +323,48 @@ qcow2_kind_at(const struct qcow2 *s, uint64_t off)
                          qcow2_sc_index(s, off));
 }
 
+/* Whether the L2 cache holds more tables than it may keep now. */
+static inline bool
+qcow2_l2_over(struct qcow2 *s)
+{
+    return __atomic_load_n(&s->l2_n, __ATOMIC_RELAXED) >
+           __atomic_load_n(&s->l2_trim_at, __ATOMIC_RELAXED);
+}
+
+/* Take the exclusive lock, evict clean tables, release it. */
+void qcow2_l2_trim_now(struct qcow2 *s);
+/* Evict clean tables until the cache is within its limit; wrlock. */
+void qcow2_l2_trim(struct qcow2 *s);
+
 static inline void
 qcow2_rdlock(struct qcow2 *s)
 {
-    if (!s->ro)
-        pthread_rwlock_rdlock(&s->lock);
+    pthread_rwlock_rdlock(&s->lock);
 }
 
+/* Release the lock (shared or exclusive); then trim the L2 cache if
+ * loads made it overflow. */
 static inline void
 qcow2_unlock(struct qcow2 *s)
 {
-    if (!s->ro)
-        pthread_rwlock_unlock(&s->lock);
+    pthread_rwlock_unlock(&s->lock);
+    if (qcow2_l2_over(s))
+        qcow2_l2_trim_now(s);
 }
 
 static inline void
 qcow2_wrlock(struct qcow2 *s)
 {
     pthread_rwlock_wrlock(&s->lock);
+}
+
+/* Release the exclusive lock, trimming the L2 cache first. */
+static inline void
+qcow2_wrunlock(struct qcow2 *s)
+{
+    if (qcow2_l2_over(s))
+        qcow2_l2_trim(s);
+    pthread_rwlock_unlock(&s->lock);
 }
 
 /* Log a corruption of the layer at debug level; return -EIO. */
@@ -339,8 +398,11 @@ int qcow2_create_image(struct vs_bdev *file, uint64_t size,
 
 /* ---- qcow2_table.c ---- */
 
-/* Load and validate the L1 table and every L2 table it references. */
+/* Load and validate the L1 table (L2 tables are loaded on demand). */
 int qcow2_tables_load(struct qcow2 *s);
+/* Read and validate the L2 table of L1 index I into T (l2_entries) and,
+ * with extended L2 entries, its bitmaps into BM. */
+int qcow2_l2_read(struct qcow2 *s, uint32_t i, uint64_t *t, uint64_t *bm);
 /* Free the mapping. */
 void qcow2_tables_free(struct qcow2 *s);
 /* Make sure guest cluster G has an L2 table (allocating one); wrlock. */
@@ -354,6 +416,26 @@ int qcow2_l1_grow(struct qcow2 *s, uint32_t n);
 /* Compressed entry E: host byte offset and byte length of its data. */
 void qcow2_compressed_span(const struct qcow2 *s, uint64_t e, uint64_t *off,
                            uint64_t *len);
+
+/* ---- qcow2_l2cache.c ---- */
+
+/* Set the cache's limit from the process-wide size (and the test hook
+ * VSTORFS_QCOW2_L2_CACHE); at open. */
+void qcow2_l2_cache_init(struct qcow2 *s);
+/* Make the L2 table of L1 index I (if the L1 maps one) cached, reading it
+ * from the file on a miss; lock held, shared or exclusive. */
+int qcow2_l2_load(struct qcow2 *s, uint64_t i);
+/* The same for the tables mapping guest bytes [off, off + len). */
+int qcow2_l2_load_range(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Put the table T (bitmaps BM) of L1 index I in the cache, dirty;
+ * wrlock.  0 or -ENOMEM. */
+int qcow2_l2_insert_new(struct qcow2 *s, uint32_t i, uint64_t *t, uint64_t *bm);
+/* After a flush wrote the snapshotted tables: they are clean now;
+ * wrlock. */
+void qcow2_l2_written(struct qcow2 *s);
+/* Tables dirty or being written beyond the limit: a flush would help. */
+bool qcow2_l2_needs_flush(struct qcow2 *s);
+void qcow2_l2_cache_free(struct qcow2 *s);
 
 /* ---- qcow2_refcount.c ---- */
 
@@ -393,6 +475,10 @@ int qcow2_check_refcounts(struct qcow2 *s);
 
 /* Write dirty metadata out in crash-safe order; flush_lock held. */
 int qcow2_meta_flush(struct qcow2 *s);
+/* When the L2 cache is full of dirty tables, flush the metadata (unless
+ * a flush is under way); no lock held.  Always 0: a failed flush leaves
+ * the tables dirty for the next one. */
+int qcow2_flush_if_full(struct qcow2 *s);
 
 /* ---- qcow2_read.c ---- */
 

@@ -10,6 +10,11 @@
  * guest cluster: both are -EIO.  A refcount higher than the uses is only
  * a leak and is accepted.  The entries with the COPIED flag must have
  * exactly one use.  Costs one 16-bit count per host cluster, once.
+ *
+ * Every L2 table is read for it: the first ones fill the L2 cache (so the
+ * check warms it for the guest), the rest are read into a scratch table,
+ * and read again for the second pass (the COPIED flags need every use
+ * counted first).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +25,28 @@
 struct uses {
     uint16_t *n;
     uint64_t len;
+    uint64_t *t, *bm; /* scratch for a table the cache does not keep */
 };
+
+/* The entries of L2 table I into *T: from the cache, or read into the
+ * scratch table. */
+static int
+table(struct qcow2 *s, struct uses *u, uint32_t i, const uint64_t **t)
+{
+    int r;
+
+    if (s->l2[i] == NULL && s->l2_n < s->l2_max) {
+        r = qcow2_l2_load(s, i);
+        if (r < 0)
+            return r;
+    }
+    if (s->l2[i] != NULL) {
+        *t = s->l2[i];
+        return 0;
+    }
+    *t = u->t;
+    return qcow2_l2_read(s, i, u->t, u->bm);
+}
 
 /* Count one use of the cluster at HOST; -EIO if it is past the counts. */
 static int
@@ -66,8 +92,9 @@ use_l2(const struct qcow2 *s, struct uses *u, const uint64_t *t)
 }
 
 static int
-count_uses(const struct qcow2 *s, struct uses *u)
+count_uses(struct qcow2 *s, struct uses *u)
 {
+    const uint64_t *t;
     int r = use(s, u, "header", 0);
 
     if (r == 0)
@@ -81,24 +108,30 @@ count_uses(const struct qcow2 *s, struct uses *u)
             r = use(s, u, "refcount block", s->rt[b]);
     }
     for (uint32_t i = 0; r == 0 && i < s->h.l1_size; i++) {
-        if (s->l2[i] == NULL)
+        if (s->l1[i] == 0)
             continue;
         r = use(s, u, "L2 table", s->l1[i] & QCOW2_OFFSET_MASK);
         if (r == 0)
-            r = use_l2(s, u, s->l2[i]);
+            r = table(s, u, i, &t);
+        if (r == 0)
+            r = use_l2(s, u, t);
     }
     return r;
 }
 
 /* Entries flagged COPIED (refcount exactly one) must be used once. */
 static int
-check_copied(const struct qcow2 *s, const struct uses *u)
+check_copied(struct qcow2 *s, struct uses *u)
 {
     for (uint32_t i = 0; i < s->h.l1_size; i++) {
-        const uint64_t *t = s->l2[i];
+        const uint64_t *t;
+        int r;
 
-        if (t == NULL)
+        if (s->l1[i] == 0)
             continue;
+        r = table(s, u, i, &t);
+        if (r < 0)
+            return r;
         if ((s->l1[i] & QCOW2_COPIED) &&
             u->n[(s->l1[i] & QCOW2_OFFSET_MASK) >> s->cluster_bits] != 1)
             return qcow2_corrupt(s, "L2 table %u is shared", i);
@@ -118,10 +151,12 @@ int
 qcow2_check_refcounts(struct qcow2 *s)
 {
     _cleanup_free_ uint16_t *mem = calloc(s->rc_cap, sizeof(uint16_t));
-    struct uses u = {mem, s->rc_cap};
+    _cleanup_free_ uint64_t *t = malloc(s->l2_entries * sizeof(*t));
+    _cleanup_free_ uint64_t *bm = malloc(s->l2_entries * sizeof(*bm));
+    struct uses u = {mem, s->rc_cap, t, s->extl2 ? bm : NULL};
     int r;
 
-    if (u.n == NULL)
+    if (u.n == NULL || t == NULL || bm == NULL)
         return -ENOMEM;
     r = count_uses(s, &u);
     if (r == 0)

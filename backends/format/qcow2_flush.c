@@ -30,8 +30,11 @@
  * unused (leaks, which `qemu-img check` reports as harmless), never a
  * reference to an uncounted cluster or to a cluster holding other data,
  * and never a reference to a table not yet written.  No dirty or lazy-
- * refcount bit is used.  Stages with nothing to write are skipped, and a
- * flush with nothing dirty costs nothing here (the generic layer still
+ * refcount bit is used.  The L2 cache (qcow2_l2cache.c) keeps a snapshotted
+ * table in the "writing" state until its write has succeeded, and only
+ * then lets it be evicted: a table dropped earlier would be read back
+ * from the file as it was before.  Stages with nothing to write are skipped,
+ * and a flush with nothing dirty costs nothing here (the generic layer still
  * flushes the file).  On a failed write the snapshot's tables are marked
  * dirty again, so a later flush retries them (the generic layer reports
  * the failure sticky anyway).
@@ -142,7 +145,7 @@ snap_tables(struct qcow2 *s, struct batch *b)
     uint8_t *buf;
 
     for (uint32_t i = 0; i < s->h.l1_size; i++) {
-        if (!s->l2_dirty[i] || s->l2[i] == NULL)
+        if (s->l2_dirty[i] != QCOW2_L2_DIRTY || s->l2[i] == NULL)
             continue;
         buf = batch_add(b, META_L2, i, s->l1[i] & QCOW2_OFFSET_MASK, s->cs);
         if (buf == NULL)
@@ -153,7 +156,7 @@ snap_tables(struct qcow2 *s, struct batch *b)
             qcow2_put64(buf + 16 * j, s->l2[i][j]);
             qcow2_put64(buf + 16 * j + 8, s->l2bm[i][j]);
         }
-        s->l2_dirty[i] = 0;
+        s->l2_dirty[i] = QCOW2_L2_WRITING;
     }
     b->n_l2 = b->n - b->n_rc;
     if (s->l1_dirty && s->h.l1_size > 0) {
@@ -181,7 +184,7 @@ snap_undo(struct qcow2 *s, struct batch *b)
             s->rt_dirty = true;
             break;
         case META_L2:
-            s->l2_dirty[b->w[i].idx] = 1;
+            s->l2_dirty[b->w[i].idx] = QCOW2_L2_DIRTY;
             break;
         case META_L1:
             s->l1_dirty = true;
@@ -283,6 +286,25 @@ write_batch(struct qcow2 *s, struct batch *b)
     return r;
 }
 
+/* The L2 tables of B reached the file: clean, unless changed since. */
+static void
+tables_written(struct qcow2 *s, const struct batch *b)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < b->n; i++) {
+        uint8_t *st = &s->l2_dirty[b->w[i].idx];
+
+        if (b->w[i].kind != META_L2)
+            continue;
+        if (*st == QCOW2_L2_WRITING)
+            *st = QCOW2_L2_CLEAN;
+        any = true;
+    }
+    if (any)
+        qcow2_l2_written(s);
+}
+
 /* One round; *again is set when frees were applied (their counts are
  * dirty now and need another round). */
 static int
@@ -303,11 +325,13 @@ flush_round(struct qcow2 *s, bool *again)
     if (b.n > 0 || b.header || b.rt_moved || b.nfrees > 0)
         r = write_batch(s, &b);
     qcow2_wrlock(s);
-    if (r < 0)
+    if (r < 0) {
         snap_undo(s, &b);
-    else
+    } else {
+        tables_written(s, &b);
         qcow2_rc_apply_frees(s, b.frees, b.nfrees);
-    pthread_rwlock_unlock(&s->lock);
+    }
+    qcow2_wrunlock(s);
     *again = r == 0 && b.nfrees > 0;
     batch_free(&b);
     return r;
@@ -324,4 +348,17 @@ qcow2_meta_flush(struct qcow2 *s)
     for (int round = 0; r == 0 && again && round < 3; round++)
         r = flush_round(s, &again);
     return r;
+}
+
+int
+qcow2_flush_if_full(struct qcow2 *s)
+{
+    if (!qcow2_l2_needs_flush(s))
+        return 0;
+    /* a flush or a size change under way (maybe this thread's) will do */
+    if (pthread_mutex_trylock(&s->flush_lock) != 0)
+        return 0;
+    (void)qcow2_meta_flush(s); /* a failure stays dirty for the next one */
+    pthread_mutex_unlock(&s->flush_lock);
+    return 0;
 }

@@ -2,8 +2,9 @@
  * The qcow2 read path, and the shortcut that keeps reads through a deep
  * backing chain from walking every layer.
  *
- * A read is split at cluster boundaries.  For each guest cluster the L2
- * entry (in memory) says: normal -> read the host cluster from the file;
+ * A read first loads the L2 tables its range needs into the cache
+ * (qcow2_l2cache.c), then is split at cluster boundaries.  For each guest
+ * cluster the L2 entry says: normal -> read the host cluster from the file;
  * zero flag -> zeros; compressed -> inflate; unallocated -> the backing
  * layer's bytes (zeros past the backing's end, or with no backing).
  * Consecutive clusters that map to consecutive host clusters, or that are
@@ -13,7 +14,9 @@
  * cluster makes it do the same lookup, and so on down: 32 lookups and 32
  * lock round trips on a chain of depth 32.  But the layers below a layer
  * with a child never change (they are opened read-only), so which layer
- * owns a guest cluster is fixed.  At open, each layer lists the run of
+ * owns a guest cluster is fixed (a chain layer's L2 cache may drop and
+ * reload its tables, so each lookup there takes that layer's lock and
+ * loads the table).  At open, each layer lists the run of
  * read-only qcow2 layers below it that share its cluster size (`chain`)
  * and the first layer after that run (`tail`: a raw base, a writable or
  * foreign layer, which is asked normally).  On the first read of an
@@ -106,32 +109,50 @@ qcow2_chain_free(struct qcow2 *s)
     free(s->chain_clip);
 }
 
-static uint8_t
+/* Whether chain layer Q has anything of its own in guest cluster G
+ * (1, 0, or -errno), under Q's lock. */
+static int
+chain_has_any(struct qcow2 *q, uint64_t g)
+{
+    int r;
+
+    qcow2_rdlock(q);
+    r = qcow2_l2_load(q, g >> q->l2_bits);
+    if (r == 0)
+        r = qcow2_has_any(q, g);
+    qcow2_unlock(q);
+    return r;
+}
+
+/* The owner code of G (or -errno). */
+static int
 owner_resolve(const struct qcow2 *s, uint64_t g)
 {
     uint64_t off = g << s->cluster_bits;
 
     for (int d = 0; d < s->chain_len; d++) {
-        const struct qcow2 *q = s->chain[d];
+        int r;
 
         if (off >= s->chain_clip[d])
             return QCOW2_OWNER_NONE;
-        if (qcow2_has_any(q, g))
-            return (uint8_t)(d + 1);
+        r = chain_has_any(s->chain[d], g);
+        if (r != 0)
+            return r < 0 ? r : d + 1;
     }
     if (s->tail != NULL && off < s->tail_clip)
-        return (uint8_t)(s->chain_len + 1);
+        return s->chain_len + 1;
     return QCOW2_OWNER_NONE;
 }
 
-/* The owner code of guest cluster G, from the cache or resolved. */
-static uint8_t
+/* The owner code of guest cluster G, from the cache or resolved (or
+ * -errno). */
+static int
 owner_of(struct qcow2 *s, uint64_t g)
 {
     uint8_t **slot = &s->owner[g >> s->l2_bits];
     uint8_t *tab = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     uint64_t j = g & (s->l2_entries - 1);
-    uint8_t v;
+    int v;
 
     if (tab != NULL) {
         v = __atomic_load_n(&tab[j], __ATOMIC_RELAXED);
@@ -139,6 +160,8 @@ owner_of(struct qcow2 *s, uint64_t g)
             return v;
     }
     v = owner_resolve(s, g);
+    if (v < 0)
+        return v;
     if (tab == NULL) {
         uint8_t *fresh = calloc(1, s->l2_entries), *expected = NULL;
 
@@ -152,7 +175,7 @@ owner_of(struct qcow2 *s, uint64_t g)
             tab = expected;
         }
     }
-    __atomic_store_n(&tab[j], v, __ATOMIC_RELAXED);
+    __atomic_store_n(&tab[j], (uint8_t)v, __ATOMIC_RELAXED);
     return v;
 }
 
@@ -237,33 +260,59 @@ struct src {
     uint64_t clip;
 };
 
-/* Resolve the source of guest offset OFF below this layer (chain set). */
-static void
+/* What guest offset OFF reads as in chain layer Q: its kind, and its
+ * entry into *E; under Q's lock.  -errno when the table cannot be read. */
+static int
+chain_kind(struct qcow2 *q, uint64_t off, uint64_t *e)
+{
+    uint64_t g = off >> q->cluster_bits;
+    int r;
+
+    qcow2_rdlock(q);
+    r = qcow2_l2_load(q, g >> q->l2_bits);
+    if (r == 0) {
+        r = (int)qcow2_kind_at(q, off);
+        *e = qcow2_entry(q, g);
+    }
+    qcow2_unlock(q);
+    return r;
+}
+
+/* Resolve the source of guest offset OFF below this layer (chain set):
+ * 0 or -errno. */
+static int
 chain_src(struct qcow2 *s, uint64_t off, struct src *a)
 {
     uint64_t g = off >> s->cluster_bits;
-    uint8_t o = owner_of(s, g);
+    int o = owner_of(s, g);
 
     memset(a, 0, sizeof(*a));
+    if (o < 0)
+        return o;
     if (o == QCOW2_OWNER_NONE)
-        return;
+        return 0;
     for (int d = o - 1; d < s->chain_len; d++) {
         struct qcow2 *q = s->chain[d];
+        int k;
 
         if (off >= s->chain_clip[d])
-            return;
-        a->k = qcow2_kind_at(q, off);
+            return 0;
+        k = chain_kind(q, off, &a->e);
+        if (k < 0)
+            return k;
+        a->k = (enum qcow2_kind)k;
         if (a->k != QCOW2_UNALLOCATED) {
             a->q = q;
-            a->e = qcow2_entry(q, g);
             a->clip = s->chain_clip[d];
-            return;
+            return 0;
         }
     }
+    a->e = 0;
     if (s->tail != NULL && off < s->tail_clip) {
         a->l = s->tail;
         a->clip = s->tail_clip;
     }
+    return 0;
 }
 
 /* Whether source B at offset OFF continues source A that began at A0. */
@@ -287,22 +336,24 @@ src_continues(const struct src *a, uint64_t a0, const struct src *b,
 }
 
 /* Bytes from OFF, at most LEN, that read from the same source as OFF
- * (returned in A), below this layer. */
-static uint64_t
-chain_run(struct qcow2 *s, uint64_t off, uint64_t len, struct src *a)
+ * (returned in A), below this layer, into *N: 0 or -errno. */
+static int
+chain_run(struct qcow2 *s, uint64_t off, uint64_t len, struct src *a,
+          uint64_t *pn)
 {
     uint64_t step = 1ull << s->chain_sc_bits;
     uint64_t n = MIN(len, step - (off & (step - 1)));
     struct src b;
+    int r = chain_src(s, off, a);
 
-    chain_src(s, off, a);
-    while (n < len) {
-        chain_src(s, off + n, &b);
-        if (!src_continues(a, off, &b, off + n))
+    while (r == 0 && n < len) {
+        r = chain_src(s, off + n, &b);
+        if (r < 0 || !src_continues(a, off, &b, off + n))
             break;
         n += MIN(step, len - n);
     }
-    return n;
+    *pn = n;
+    return r;
 }
 
 static int
@@ -339,10 +390,12 @@ read_backing(struct qcow2 *s, struct piece *p)
     }
     while (done < p->len) {
         struct src a;
-        uint64_t n = chain_run(s, p->off + done, p->len - done, &a);
+        uint64_t n;
+        int r = chain_run(s, p->off + done, p->len - done, &a, &n);
         struct piece q = {sub, 0, p->off + done, n, p->flags};
-        int r;
 
+        if (r < 0)
+            return r;
         if (done == 0 && n == p->len) /* one source: the common case */
             return read_src(&a, p);
         q.cnt = qcow2_iov_slice(p->iov, p->cnt, done, n, sub);
@@ -468,7 +521,9 @@ qcow2_preadv(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
         return 0;
     }
     len = MIN((uint64_t)total, s->h.size - offset);
-    r = read_locked(s, iov, iovcnt, scratch, offset, len, flags);
+    r = qcow2_l2_load_range(s, offset, len);
+    if (r == 0)
+        r = read_locked(s, iov, iovcnt, scratch, offset, len, flags);
     qcow2_unlock(s);
     return r < 0 ? r : (ssize_t)len;
 }

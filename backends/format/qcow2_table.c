@@ -1,12 +1,12 @@
 /*
- * The cluster mapping of a qcow2 image: the L1 table and its L2 tables,
- * all held in memory for the life of the open image (PERFORMANCE.md: a
- * lookup must never wait for a table read).
+ * The cluster mapping of a qcow2 image: the L1 table, held in memory for
+ * the life of the open image, and its L2 tables, read here when the L2
+ * cache (qcow2_l2cache.c) misses.
  *
  * Loading validates every entry, because the image is untrusted: L1
  * entries point cluster-aligned inside the file, past the header, with no
- * reserved bit set and no two at the same table (the total loaded can then
- * never exceed the file's size); L2 entries have no reserved bit, normal
+ * reserved bit set and no two at the same table (checked at open); L2
+ * entries, checked whenever a table is read, have no reserved bit, normal
  * and zero-with-offset entries point cluster-aligned inside the file past
  * the header, compressed entries start inside the file.  With extended
  * L2 entries (16 bytes: the entry, then the subcluster bitmap) the bitmap
@@ -42,12 +42,15 @@ arrays_grow(struct qcow2 *s, uint32_t n)
 {
     uint64_t *l1;
     uint64_t **l2;
-    uint8_t *dirty;
+    uint8_t *dirty, *ref;
     uint8_t **owner;
     uint64_t **bm;
 
     if (n <= s->l1_cap)
         return 0;
+    ref = realloc(s->l2_ref, n);
+    if (ref != NULL)
+        s->l2_ref = ref;
     bm = realloc(s->l2bm, n * sizeof(*bm));
     if (bm != NULL)
         s->l2bm = bm;
@@ -64,8 +67,9 @@ arrays_grow(struct qcow2 *s, uint32_t n)
     if (owner != NULL)
         s->owner = owner;
     if (l1 == NULL || l2 == NULL || dirty == NULL || owner == NULL ||
-        bm == NULL)
+        bm == NULL || ref == NULL)
         return -ENOMEM;
+    memset(s->l2_ref + s->l1_cap, 0, n - s->l1_cap);
     memset(s->l2bm + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*bm));
     memset(s->l1 + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*l1));
     memset(s->l2 + s->l1_cap, 0, (n - s->l1_cap) * sizeof(*l2));
@@ -147,16 +151,27 @@ check_l1_unique(struct qcow2 *s)
     return 0;
 }
 
+/* Where host offsets must end: the file's size at open, or, in a
+ * writable image, past every cluster allocated since (a plain file grows
+ * by being written, and file_size does not follow it: refcount.c). */
+static uint64_t
+host_limit(const struct qcow2 *s)
+{
+    uint64_t used = s->ro ? 0 : s->end << s->cluster_bits;
+
+    return used > s->file_size ? used : s->file_size;
+}
+
 static int
 check_l2_entry(const struct qcow2 *s, uint64_t e)
 {
-    uint64_t off = e & QCOW2_OFFSET_MASK;
+    uint64_t off = e & QCOW2_OFFSET_MASK, limit = host_limit(s);
 
     if (e & QCOW2_COMPRESSED) {
         uint64_t len;
 
         qcow2_compressed_span(s, e, &off, &len);
-        if ((e & QCOW2_COPIED) || off < s->cs || off >= s->file_size)
+        if ((e & QCOW2_COPIED) || off < s->cs || off >= limit)
             return -EIO;
         return 0;
     }
@@ -166,7 +181,7 @@ check_l2_entry(const struct qcow2 *s, uint64_t e)
         return -EIO;
     if (off == 0)
         return (e & QCOW2_COPIED) && !(e & QCOW2_ZERO) ? -EIO : 0;
-    if ((off & (s->cs - 1)) != 0 || off < s->cs || off >= s->file_size)
+    if ((off & (s->cs - 1)) != 0 || off < s->cs || off >= limit)
         return -EIO;
     return 0;
 }
@@ -186,13 +201,11 @@ parse_entry(struct qcow2 *s, const uint8_t *buf, uint64_t j, uint64_t *t,
     return s->extl2 ? qcow2_sc_check(s, e, bm[j]) : 0;
 }
 
-static int
-read_l2(struct qcow2 *s, uint32_t i)
+int
+qcow2_l2_read(struct qcow2 *s, uint32_t i, uint64_t *t, uint64_t *bm)
 {
     uint64_t off = s->l1[i] & QCOW2_OFFSET_MASK;
     _cleanup_free_ uint8_t *buf = malloc(s->cs);
-    _cleanup_free_ uint64_t *bm = NULL;
-    uint64_t *t;
     ssize_t got;
 
     if (buf == NULL)
@@ -203,27 +216,15 @@ read_l2(struct qcow2 *s, uint32_t i)
     if ((uint64_t)got < s->cs)
         return qcow2_corrupt(s, "L2 table at %#llx truncated",
                              (unsigned long long)off);
-    if (s->extl2 && (bm = malloc(s->l2_entries * sizeof(*bm))) == NULL)
-        return -ENOMEM;
-    t = malloc(s->l2_entries * sizeof(*t));
-    if (t == NULL)
-        return -ENOMEM;
     for (uint64_t j = 0; j < s->l2_entries; j++) {
-        if (parse_entry(s, buf, j, t, bm) < 0) {
-            uint64_t e = t[j];
-
-            free(t);
+        if (parse_entry(s, buf, j, t, bm) < 0)
             return qcow2_corrupt(s,
                                  "L2 entry %llu of table %u invalid "
                                  "(%#llx, bitmap %#llx)",
                                  (unsigned long long)j, i,
-                                 (unsigned long long)e,
+                                 (unsigned long long)t[j],
                                  (unsigned long long)(bm ? bm[j] : 0));
-        }
     }
-    s->l2[i] = t;
-    s->l2bm[i] = bm;
-    bm = NULL;
     return 0;
 }
 
@@ -236,10 +237,6 @@ qcow2_tables_load(struct qcow2 *s)
         r = read_l1(s);
     if (r == 0)
         r = check_l1_unique(s);
-    for (uint32_t i = 0; r == 0 && i < s->h.l1_size; i++) {
-        if (s->l1[i] != 0)
-            r = read_l2(s, i);
-    }
     return r;
 }
 
@@ -255,6 +252,7 @@ qcow2_tables_free(struct qcow2 *s)
     free(s->l2);
     free(s->l2bm);
     free(s->l2_dirty);
+    free(s->l2_ref);
     free(s->owner);
 }
 
@@ -267,7 +265,10 @@ qcow2_l2_ensure(struct qcow2 *s, uint64_t g)
 
     if (i >= s->h.l1_size)
         return -EIO;
-    if (s->l2[i] != NULL) {
+    if (s->l1[i] != 0) {
+        err = qcow2_l2_load(s, i);
+        if (err < 0)
+            return err;
         if (s->l1[i] & QCOW2_COPIED)
             return 0;
         if (qcow2_rc_get(s, s->l1[i] & QCOW2_OFFSET_MASK) != 1)
@@ -291,11 +292,15 @@ qcow2_l2_ensure(struct qcow2 *s, uint64_t g)
         free(bm);
         return err;
     }
-    s->l2[i] = t;
-    s->l2bm[i] = bm;
+    err = qcow2_l2_insert_new(s, (uint32_t)i, t, bm);
+    if (err < 0) {
+        qcow2_rc_release(s, host);
+        free(t);
+        free(bm);
+        return err;
+    }
     s->l1[i] = host | QCOW2_COPIED;
     s->l1_dirty = true;
-    s->l2_dirty[i] = 1;
     return 0;
 }
 
@@ -305,7 +310,7 @@ qcow2_set_entry(struct qcow2 *s, uint64_t g, uint64_t e)
     uint64_t i = g >> s->l2_bits;
 
     s->l2[i][g & (s->l2_entries - 1)] = e;
-    s->l2_dirty[i] = 1;
+    s->l2_dirty[i] = QCOW2_L2_DIRTY;
 }
 
 void
@@ -315,7 +320,7 @@ qcow2_set_entry_bm(struct qcow2 *s, uint64_t g, uint64_t e, uint64_t bm)
 
     s->l2[i][g & (s->l2_entries - 1)] = e;
     s->l2bm[i][g & (s->l2_entries - 1)] = bm;
-    s->l2_dirty[i] = 1;
+    s->l2_dirty[i] = QCOW2_L2_DIRTY;
 }
 
 int

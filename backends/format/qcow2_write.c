@@ -170,10 +170,15 @@ cow_begin(struct qcow2 *s, struct cow *c)
 
     qcow2_wrlock(s);
     for (;;) {
+        r = qcow2_l2_load(s, c->g >> s->l2_bits); /* again after a wait */
+        if (r < 0) {
+            qcow2_wrunlock(s);
+            return r;
+        }
         c->old = qcow2_entry(s, c->g);
         c->old_bm = qcow2_bitmap(s, c->g);
         if (in_place(s, c->g, c->old, c->in, c->n)) {
-            pthread_rwlock_unlock(&s->lock);
+            qcow2_wrunlock(s);
             return 1;
         }
         if (!qcow2_inflight_has(s, c->g))
@@ -196,7 +201,7 @@ cow_begin(struct qcow2 *s, struct cow *c)
         if (r < 0 && !c->reuse)
             qcow2_rc_release(s, c->target);
     }
-    pthread_rwlock_unlock(&s->lock);
+    qcow2_wrunlock(s);
     return r;
 }
 
@@ -232,6 +237,8 @@ cow_finish(struct qcow2 *s, const struct cow *c, int result)
     int r = result;
 
     qcow2_wrlock(s);
+    if (r == 0) /* a clean table may have left the cache meanwhile */
+        r = qcow2_l2_load(s, c->g >> s->l2_bits);
     if (r < 0) {
         if (!c->reuse)
             qcow2_rc_release(s, c->target);
@@ -246,7 +253,7 @@ cow_finish(struct qcow2 *s, const struct cow *c, int result)
             r = qcow2_free_later(s, old_host);
     }
     inflight_remove(s, c->g);
-    pthread_rwlock_unlock(&s->lock);
+    qcow2_wrunlock(s);
     return r;
 }
 
@@ -372,7 +379,7 @@ bits_set(struct qcow2 *s, uint64_t g, uint64_t mask)
         new = (old | mask) & ~(mask << 32);
     while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED));
-    __atomic_store_n(&s->l2_dirty[i], 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->l2_dirty[i], QCOW2_L2_DIRTY, __ATOMIC_RELAXED);
 }
 
 /* Write from IOV at DONE to OFFSET + DONE: in place (returns bytes
@@ -389,6 +396,11 @@ write_in_place(struct qcow2 *s, const struct iovec *iov, int iovcnt,
     int cnt;
 
     qcow2_rdlock(s);
+    w = qcow2_l2_load_range(s, off, len);
+    if (w < 0) {
+        qcow2_unlock(s);
+        return w;
+    }
     e = qcow2_entry(s, g);
     n = MIN(len, s->cs - in);
     if (in_place(s, g, e, in, n))
@@ -475,5 +487,7 @@ qcow2_pwritev(struct vs_bdev *bs, const struct iovec *iov, int iovcnt,
                   &allocated);
     if (r == 0 && allocated && (flags & VS_IO_FUA))
         r = vs_bdev_flush(bs);
+    else if (r == 0 && allocated)
+        r = qcow2_flush_if_full(s);
     return r < 0 ? r : total;
 }

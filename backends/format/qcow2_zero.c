@@ -119,6 +119,11 @@ zap_cluster(struct qcow2 *s, uint64_t g, enum zap_mode mode, bool *write)
     qcow2_wrlock(s);
     while (qcow2_inflight_has(s, g))
         qcow2_inflight_wait(s, g);
+    r = qcow2_l2_load(s, g >> s->l2_bits);
+    if (r < 0) {
+        qcow2_wrunlock(s);
+        return r;
+    }
     e = qcow2_entry(s, g);
     if (s->extl2) {
         uint64_t bm, old_bm = qcow2_bitmap(s, g);
@@ -131,7 +136,7 @@ zap_cluster(struct qcow2 *s, uint64_t g, enum zap_mode mode, bool *write)
             if (r == 0)
                 r = zap_release(s, e, new);
         }
-        pthread_rwlock_unlock(&s->lock);
+        qcow2_wrunlock(s);
         return r;
     }
     new = zap_entry(s, e, mode);
@@ -144,7 +149,7 @@ zap_cluster(struct qcow2 *s, uint64_t g, enum zap_mode mode, bool *write)
             r = zap_release(s, e, new);
         }
     }
-    pthread_rwlock_unlock(&s->lock);
+    qcow2_wrunlock(s);
     return r;
 }
 
@@ -158,8 +163,14 @@ zero_partial(struct vs_bdev *bs, uint64_t off, uint64_t n)
     enum qcow2_kind k;
     bool zero = true;
     ssize_t w;
+    int r;
 
     qcow2_rdlock(s);
+    r = qcow2_l2_load_range(s, off, n);
+    if (r < 0) {
+        qcow2_unlock(s);
+        return r;
+    }
     for (uint64_t at = off; zero && at < off + n;
          at = (at | ((1ull << s->sc_bits) - 1)) + 1) {
         k = qcow2_kind_at(s, at);
@@ -185,6 +196,11 @@ zap_subclusters(struct qcow2 *s, uint64_t g, uint64_t mask, enum zap_mode mode,
     qcow2_wrlock(s);
     while (qcow2_inflight_has(s, g))
         qcow2_inflight_wait(s, g);
+    r = qcow2_l2_load(s, g >> s->l2_bits);
+    if (r < 0) {
+        qcow2_wrunlock(s);
+        return r;
+    }
     e = qcow2_entry(s, g);
     bm = qcow2_bitmap(s, g);
     host = e & QCOW2_OFFSET_MASK;
@@ -205,7 +221,7 @@ zap_subclusters(struct qcow2 *s, uint64_t g, uint64_t mask, enum zap_mode mode,
             qcow2_rc_get(s, host) == 1)
             zap_punch(s, host, mask); /* best effort */
     }
-    pthread_rwlock_unlock(&s->lock);
+    qcow2_wrunlock(s);
     return r;
 }
 
@@ -266,6 +282,8 @@ zero_range(struct vs_bdev *bs, uint64_t off, uint64_t len, enum zap_mode mode)
             r = zap_cluster(s, off >> s->cluster_bits, mode, &write);
         if (r == 0 && write)
             r = zero_partial(bs, off, MIN(n, size - off));
+        if (r == 0)
+            r = qcow2_flush_if_full(s); /* a long discard dirties tables */
         off += n;
     }
     return r;

@@ -409,4 +409,12 @@ struct vs_driver {
     const struct vs_option_spec *options;
 };
 
+/* Format driver tunables, process-wide, read when a layer opens. */
+
+/* The memory each qcow2 layer may keep for L2 tables, in bytes (at least
+ * one table is kept); 32 MiB unless set (vstorfs -o l2_cache_size=). */
+void vs_qcow2_set_l2_cache_size(uint64_t bytes);
+/* The size set, or the default. */
+uint64_t vs_qcow2_l2_cache_size(void);
+
 #endif
