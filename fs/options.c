@@ -60,6 +60,7 @@ enum long_opt {
     OPT_DATA_DIR,
     OPT_MAX_IDLE_LAYERS,
     OPT_DOMAIN_ROOT,
+    OPT_PASSTHROUGH,
 };
 
 static const struct option long_options[] = {
@@ -75,6 +76,7 @@ static const struct option long_options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"max-idle-layers", required_argument, NULL, OPT_MAX_IDLE_LAYERS},
     {"domain-root", required_argument, NULL, OPT_DOMAIN_ROOT},
+    {"passthrough", required_argument, NULL, OPT_PASSTHROUGH},
     {NULL, 0, NULL, 0},
 };
 
@@ -103,10 +105,14 @@ vs_config_usage(FILE *out, const char *prog)
         "      --max-idle-layers=N volume layers kept open with no file "
         "handle\n"
         "                          (default: RLIMIT_NOFILE / 8)\n"
+        "      --passthrough=MODE  kernel FUSE passthrough for raw local\n"
+        "                          volumes: off (default), auto, on\n"
         "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, "
         "threads=,\n"
         "                          max_write=, max_background=, log_level=, "
         "debug=,\n"
+        "                          passthrough=, "
+        "max_idle_layers=, domain_root=,\n"
         "                          allow_other (default), noallow_other, ro, "
         "and\n"
         "                          mount(8) words such as rw, nosuid, nodev, "
@@ -135,6 +141,23 @@ parse_uint(const char *what, const char *text, unsigned min, unsigned max,
         return -EINVAL;
     }
     *out = (unsigned)v;
+    return 0;
+}
+
+static int
+set_passthrough(struct vs_config *cfg, const char *value)
+{
+    if (strcmp(value, "off") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_OFF;
+    else if (strcmp(value, "auto") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_AUTO;
+    else if (strcmp(value, "on") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_ON;
+    else {
+        fprintf(stderr,
+                "vstorfs: passthrough: '%s' is not off, auto or on\n", value);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -205,6 +228,8 @@ parse_mount_word(struct vs_config *cfg, const char *word)
         return parse_uint("max_background", v, 1, 65535, &cfg->max_background);
     if (KEY("domain_root"))
         return set_string(&cfg->domain_root, v);
+    if (KEY("passthrough"))
+        return set_passthrough(cfg, v);
     if (KEY("max_idle_layers"))
         return parse_uint("max_idle_layers", v, 0, 1u << 30,
                           &cfg->max_idle_layers);
@@ -265,6 +290,8 @@ parse_one(struct vs_config *cfg, int c, const char *arg)
         return set_string(&cfg->data_dir, arg);
     case OPT_DOMAIN_ROOT:
         return set_string(&cfg->domain_root, arg);
+    case OPT_PASSTHROUGH:
+        return set_passthrough(cfg, arg);
     case OPT_MAX_IDLE_LAYERS:
         return parse_uint("--max-idle-layers", arg, 0, 1u << 30,
                           &cfg->max_idle_layers);
