@@ -154,8 +154,8 @@ set_passthrough(struct vs_config *cfg, const char *value)
     else if (strcmp(value, "on") == 0)
         cfg->passthrough = VS_PASSTHROUGH_ON;
     else {
-        fprintf(stderr,
-                "vstorfs: passthrough: '%s' is not off, auto or on\n", value);
+        fprintf(stderr, "vstorfs: passthrough: '%s' is not off, auto or on\n",
+                value);
         return -EINVAL;
     }
     return 0;

@@ -72,7 +72,7 @@ static int pt_mode;            /* enum vs_passthrough_mode */
 static int dev_fd = -1;        /* the session's /dev/fuse, for the ioctls */
 static atomic_bool pt_offered; /* the INIT request offered passthrough */
 static atomic_bool pt_killpriv_offered;
-static atomic_bool pt_active;  /* the INIT reply took it */
+static atomic_bool pt_active;   /* the INIT reply took it */
 static atomic_bool pt_killpriv; /* the INIT reply took KILLPRIV_V2 */
 static atomic_bool pt_failed_logged;
 static _Atomic uint64_t init_unique = UINT64_MAX;
@@ -141,8 +141,9 @@ patch_init(struct iovec *payload)
     struct vs_fuse_init_out out;
 
     if (payload->iov_len < offsetof(struct vs_fuse_init_out, unused)) {
-        vs_log(LOG_WARNING, "passthrough: libfuse's INIT reply is %zu bytes, "
-                            "too short to ask for passthrough: it is off",
+        vs_log(LOG_WARNING,
+               "passthrough: libfuse's INIT reply is %zu bytes, "
+               "too short to ask for passthrough: it is off",
                payload->iov_len);
         return;
     }
@@ -226,8 +227,9 @@ vs_passthrough_setup(struct fuse_session *se, int mode)
     dev_fd = fuse_session_fd(se);
     r = fuse_session_custom_io(se, &io, dev_fd);
     if (r < 0) {
-        vs_log(LOG_WARNING, "passthrough: cannot hook the session's I/O (%s): "
-                            "it is off",
+        vs_log(LOG_WARNING,
+               "passthrough: cannot hook the session's I/O (%s): "
+               "it is off",
                strerror(-r));
         pt_mode = VS_PASSTHROUGH_OFF;
         return 0;
