@@ -180,6 +180,13 @@ release_hold
 # --- the backing id is released ---------------------------------------------
 sleep 0.5
 check "a volume once opened by passthrough is removed" rmdir "$W"
+X=$I/x
+mkdir "$X" && truncate -s 4M "$X/data"
+hold_open "$X/data"
+wait_pt "$X" "on 1" >/dev/null
+check "a volume open by passthrough is removed" rmdir "$X"
+release_hold
+sleep 0.5
 check "no backing id failed to close" \
     bash -c "! grep -aq 'closing backing' '$LOG'"
 stop_vstorfs
