@@ -19,6 +19,12 @@ requires fio qemu-io getfattr setfattr flock
 
 M=$((1024 * 1024))
 
+rc=0
+out=$("$VSTORFS" -f -o passthrough=maybe "$DATA" "$MNT" 2>&1) || rc=$?
+assert_eq 2 "$rc" "passthrough=maybe is refused (exit 2)"
+assert_match "passthrough: 'maybe' is not off, auto or on" "$out" \
+    "... saying which values it takes"
+
 start_vstorfs -o passthrough=on -d fuse
 if ! log_has 'kernel FUSE passthrough is on'; then
     stop_vstorfs
