@@ -547,6 +547,9 @@ int vs_passthrough_open(struct vs_node *node);
 /* Mark the reply to the request this thread is serving (an OPEN) as a
  * passthrough open with backing id ID. */
 void vs_passthrough_mark_reply(int id);
+/* After the reply: whether it was the marked one and went out patched
+ * (false: it never reached the hook, so the open is the daemon's). */
+bool vs_passthrough_reply_patched(void);
 /* A passthrough handle of VOL is closed; the last closes the backing id
  * and takes the object's size again (it may have been written past). */
 void vs_passthrough_release(struct vs_volume *vol);

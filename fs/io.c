@@ -282,7 +282,16 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fi->keep_cache = 0; /* the kernel refuses it with passthrough */
         vs_passthrough_mark_reply(pt_id);
     }
-    if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: undo */
+    r = fuse_reply_open(req, fi);
+    /* H may be freed by now (a RELEASE on another thread): only what this
+     * thread kept is looked at.  The reply always goes out through the
+     * hook on this thread, so this only guards the assumption. */
+    if (pt_id > 0 && r != -ENOENT && !vs_passthrough_reply_patched())
+        vs_log(LOG_ERR,
+               "an open meant for kernel passthrough (backing %d) "
+               "was answered without it",
+               pt_id);
+    if (r == -ENOENT) { /* interrupted: undo */
         if (h->passthrough)
             vs_passthrough_release(h->vol);
         vs_volume_release(h->vol, writable);

@@ -246,6 +246,15 @@ vs_passthrough_mark_reply(int id)
     mark_id = id;
 }
 
+bool
+vs_passthrough_reply_patched(void)
+{
+    bool patched = mark_id == 0;
+
+    mark_id = 0;
+    return patched;
+}
+
 /* Whether every promise about NODE holds when the kernel does its I/O:
  * a raw base layer nobody builds on, whose chain nothing is changing, on
  * a writable domain, that only root may write (the kernel checks no
