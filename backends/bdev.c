@@ -176,6 +176,36 @@ vs_bdev_allocated(struct vs_bdev *bs)
 }
 
 int
+vs_bdev_kernel_fd(struct vs_bdev *bs)
+{
+    int (*get_fd)(struct vs_bdev *);
+
+    if (bs == NULL || !VS_DRV_PASSTHROUGH(bs->drv) || bs->backing != NULL ||
+        bs->file == NULL || bs->file->drv->kind != VS_DRIVER_PROTOCOL)
+        return -ENOTSUP;
+    get_fd = VS_DRV_CB(bs->file->drv, get_fd);
+    return get_fd != NULL ? get_fd(bs->file) : -ENOTSUP;
+}
+
+int64_t
+vs_bdev_resync_size(struct vs_bdev *bs)
+{
+    struct vs_bdev *l = LAYER_WITH(bs, get_size);
+    int64_t size;
+
+    if (l == NULL)
+        return -ENOTSUP;
+    if (l->size_lock != NULL)
+        pthread_mutex_lock(l->size_lock);
+    size = VS_SERIALIZED(l, VS_DRV_CB(l->drv, get_size)(l));
+    if (size >= 0 && l->size_lock != NULL)
+        __atomic_store_n(&l->object_size, (uint64_t)size, __ATOMIC_RELEASE);
+    if (l->size_lock != NULL)
+        pthread_mutex_unlock(l->size_lock);
+    return size < 0 ? size : vs_bdev_size(bs);
+}
+
+int
 vs_bdev_truncate(struct vs_bdev *bs, uint64_t size)
 {
     struct vs_bdev *l = LAYER_WITH(bs, truncate);

@@ -404,6 +404,10 @@ vs_chain_snapshot(struct vs_tree *tree, struct vs_node *vol, const char *name,
         return -EINVAL; /* already a frozen layer */
     if (vs_merge_holds(tree, vol))
         return -EBUSY;
+    /* the daemon does not see a passthrough open's writes: it could not
+     * hold them off while it swaps the top layer */
+    if ((r = vs_passthrough_busy(vol, "snapshot")) < 0)
+        return r;
     r = vs_node_bdev(tree, vol, &bs);
     if (r < 0)
         return r;

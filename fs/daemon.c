@@ -135,6 +135,8 @@ serve(struct vs_config *cfg, const char *prog)
         r = -EIO;
     if (r == 0 && fuse_session_mount(se, cfg->mountpoint) != 0)
         r = vs_log_errno(LOG_ERR, EIO, "cannot mount on '%s'", cfg->mountpoint);
+    if (r == 0)
+        r = vs_passthrough_setup(se, cfg->passthrough);
     if (r == 0) {
         vs_session = se;
         vs_log(LOG_NOTICE, "serving '%s' on '%s'", cfg->data_dir,

@@ -14,6 +14,7 @@
  *   ops.c      FUSE namespace requests (lookup, mkdir, rename ...)
  *   io.c       FUSE data requests (read, write, fsync, fallocate, lseek)
  *   xattr.c    user.vstor.* attributes
+ *   passthrough.c  kernel FUSE passthrough of raw local volumes (custom io)
  *   main.c     session set-up and the multithreaded loop
  *
  * Locking: one rwlock guards the namespace (the node graph, the catalog and
@@ -37,6 +38,12 @@
 
 /* ---- configuration (options.c) ---- */
 
+enum vs_passthrough_mode {
+    VS_PASSTHROUGH_OFF = 0, /* every open through the daemon (default) */
+    VS_PASSTHROUGH_AUTO,    /* when the kernel offers it; else quietly off */
+    VS_PASSTHROUGH_ON,      /* the same, but a warning when it cannot */
+};
+
 struct vs_config {
     char *data_dir;
     char *catalog_path;
@@ -56,6 +63,7 @@ struct vs_config {
     char *domain_root; /* location holding the domains; NULL: the registry's
                           default under data_dir (vs_store_default_root) */
     char *fuse_opts;   /* extra -o options handed to libfuse */
+    int passthrough;   /* enum vs_passthrough_mode */
 };
 
 /* The daemon: parse ARGV, serve until unmounted or signalled; the exit
@@ -149,6 +157,14 @@ struct vs_volume {
      * failures were left out since */
     _Atomic int64_t io_error_logged_at;
     atomic_uint io_errors_unlogged;
+    /* Kernel FUSE passthrough (passthrough.c), under lock: how many of the
+     * open_count handles the kernel serves itself, and the backing id they
+     * share (registered at the first, closed at the last).  The kernel
+     * wants every open of an inode passthrough while one is, so while
+     * pt_opens > 0 every new open joins, and nothing may change the chain,
+     * the format or who may write (snapshot, clone, merge, chmod: EBUSY). */
+    int pt_opens;
+    int pt_id;
 };
 
 #define VS_BDEV_RETRY_SECS 60   /* a chain that did not open is retried after */
@@ -542,6 +558,42 @@ struct vs_handle {
     size_t map_len;
     unsigned io_flags; /* VS_IO_DIRECT when opened with O_DIRECT */
     bool writable;
+    bool passthrough; /* the kernel serves its reads and writes */
 };
+
+/* ---- kernel FUSE passthrough (passthrough.c) ---- */
+
+/* Route the session's requests and replies through our custom io so that
+ * the INIT and OPEN replies can carry what libfuse 3.14 cannot say; called
+ * after the mount, with the session's /dev/fuse descriptor.  A no-op when
+ * the option is off. */
+int vs_passthrough_setup(struct fuse_session *se, int mode);
+/* Whether the kernel agreed to passthrough (known once INIT is done). */
+bool vs_passthrough_active(void);
+/* Whether data files carry no setuid/setgid bits because the daemon told
+ * the kernel it drops privileges itself (FUSE_HANDLE_KILLPRIV_V2, which
+ * spares every passthrough write a security.capability round trip). */
+bool vs_passthrough_killpriv(void);
+/* At an open of volume NODE (namespace lock held, its chain open and the
+ * opener counted): serve it by passthrough when it qualifies, or join the
+ * passthrough opens it has.  Returns the backing id to put in the reply
+ * (> 0), or 0 for the daemon's path. */
+int vs_passthrough_open(struct vs_node *node);
+/* Mark the reply to the request this thread is serving (an OPEN) as a
+ * passthrough open with backing id ID. */
+void vs_passthrough_mark_reply(int id);
+/* After the reply: whether it was the marked one and went out patched
+ * (false: it never reached the hook, so the open is the daemon's). */
+bool vs_passthrough_reply_patched(void);
+/* A passthrough handle of VOL is closed; the last closes the backing id
+ * and takes the object's size again (it may have been written past). */
+void vs_passthrough_release(struct vs_volume *vol);
+/* While VOL has passthrough opens: take its size from the object again
+ * (root may have written past the end); vol->lock not held. */
+void vs_passthrough_sync_size(struct vs_volume *vol);
+/* Why NODE's chain, format or permissions may not change now: -EBUSY
+ * (logged, with WHAT the caller was asked) while a passthrough open
+ * exists; 0 otherwise. */
+int vs_passthrough_busy(struct vs_node *node, const char *what);
 
 #endif

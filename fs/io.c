@@ -145,7 +145,7 @@ register_opener(fuse_req_t req, struct vs_volume *vol, int flags, bool writable)
  * opens read-only. */
 static int
 open_volume(fuse_req_t req, fuse_ino_t ino, bool writable, int flags,
-            struct vs_volume **vol)
+            struct vs_volume **vol, int *pt_id)
 {
     struct vs_bdev *bs;
     struct vs_node *node;
@@ -175,6 +175,8 @@ open_volume(fuse_req_t req, fuse_ino_t ino, bool writable, int flags,
         r = vs_node_bdev(vs_fs.tree, node, &bs);
     if (r == 0)
         r = register_opener(req, node->vol, flags, writable);
+    if (r == 0)
+        *pt_id = vs_passthrough_open(node);
     if (r == 0) {
         *vol = node->vol;
         vs_volume_ref(*vol);
@@ -261,10 +263,11 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     struct vs_handle *h = calloc(1, sizeof(*h));
+    int pt_id = 0;
     int r = !h ? -ENOMEM
             : writable && vs_fs.cfg->read_only
                 ? -EROFS
-                : open_volume(req, ino, writable, fi->flags, &h->vol);
+                : open_volume(req, ino, writable, fi->flags, &h->vol, &pt_id);
 
     if (r < 0) {
         free(h);
@@ -282,7 +285,25 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->direct_io = (fi->flags & O_DIRECT) != 0;
     fi->keep_cache = 1;
     fi->noflush = 1;
-    if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: undo */
+    if (pt_id > 0) {
+        /* the kernel does its reads and writes (passthrough.c) */
+        h->passthrough = true;
+        fi->direct_io = 0;
+        fi->keep_cache = 0; /* the kernel refuses it with passthrough */
+        vs_passthrough_mark_reply(pt_id);
+    }
+    r = fuse_reply_open(req, fi);
+    /* H may be freed by now (a RELEASE on another thread): only what this
+     * thread kept is looked at.  The reply always goes out through the
+     * hook on this thread, so this only guards the assumption. */
+    if (pt_id > 0 && r != -ENOENT && !vs_passthrough_reply_patched())
+        vs_log(LOG_ERR,
+               "an open meant for kernel passthrough (backing %d) "
+               "was answered without it",
+               pt_id);
+    if (r == -ENOENT) { /* interrupted: undo */
+        if (h->passthrough)
+            vs_passthrough_release(h->vol);
         vs_volume_release(h->vol, writable);
         vs_volume_unref(h->vol);
         free(h);
@@ -295,6 +316,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct vs_handle *h = handle_of(fi);
 
     (void)ino;
+    if (h->vol && h->passthrough)
+        vs_passthrough_release(h->vol);
     if (h->vol) {
         vs_volume_release(h->vol, h->writable);
         vs_volume_unref(h->vol);
@@ -585,6 +608,8 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
         fuse_reply_err(req, EINVAL);
         return;
     }
+    if (h->passthrough) /* root may have written past the end */
+        vs_passthrough_sync_size(h->vol);
     if (!(mode & FALLOC_FL_KEEP_SIZE) &&
         past_end(req, h, (uint64_t)off + (uint64_t)length)) {
         refuse_growth(h, "fallocate", (uint64_t)off, (size_t)length, EPERM);
@@ -644,6 +669,8 @@ op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fuse_reply_err(req, ENXIO);
         return;
     }
+    if (h->passthrough)
+        vs_passthrough_sync_size(h->vol);
     size = atomic_load(&h->vol->size);
     if (whence != SEEK_DATA && whence != SEEK_HOLE) {
         fuse_reply_err(req, EINVAL);

@@ -270,6 +270,10 @@ vs_merge_start(struct vs_tree *tree, struct vs_node *v)
         return -ENOTEMPTY; /* several clones are based on it */
     if (job_involves(v->cat.id) || job_involves(c->cat.id))
         return -EBUSY;
+    /* a layer read by passthrough must not change under its reader */
+    if ((r = vs_passthrough_busy(v, "merge")) < 0 ||
+        (r = vs_passthrough_busy(c, "merge")) < 0)
+        return r;
     p = vs_tree_volume(tree, v->cat.backing_id);
     r = plan(tree, v, c, &up, &down);
     if (r < 0)

@@ -97,6 +97,8 @@ vs_fill_stat(struct vs_node *node, enum vs_part part, struct stat *st)
         return 0;
     }
     st->st_mode = S_IFREG | (node->cat.mode & 07777);
+    if (vs_passthrough_killpriv()) /* nothing to drop (passthrough.c) */
+        st->st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
     st->st_nlink = 1;
     st->st_uid = node->cat.uid;
     st->st_gid = node->cat.gid;
@@ -219,6 +221,7 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
                "other volumes are based on it: it is read-only");
         return 1;
     }
+    vs_passthrough_sync_size(node->vol); /* root may have written past */
     cur = atomic_load(&node->vol->size);
     if (size > VS_VOLUME_SIZE_MAX) {
         refuse(req, EFBIG, "truncate", node, VS_PART_DATA,
@@ -245,6 +248,28 @@ set_size(fuse_req_t req, struct vs_node *node, uint64_t size)
     return r;
 }
 
+/* With passthrough: data carries no setuid/setgid bits (the kernel was
+ * told the daemon drops them itself, and there is nothing to drop), and a
+ * volume open by passthrough stays writable by root only (the kernel
+ * checks no volume size on its writes). */
+static int
+check_owner_change(fuse_req_t req, struct vs_node *node,
+                   const struct stat *attr, int to_set)
+{
+    bool mode = to_set & FUSE_SET_ATTR_MODE;
+
+    if (mode && (attr->st_mode & (S_ISUID | S_ISGID)) &&
+        vs_passthrough_killpriv()) {
+        refuse(req, EPERM, "chmod", node, VS_PART_DATA,
+               "no setuid or setgid bits with kernel passthrough on");
+        return 1;
+    }
+    if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != 0) ||
+        (mode && (attr->st_mode & 0022)))
+        return vs_passthrough_busy(node, "chmod/chown");
+    return 0;
+}
+
 static int
 set_owner(fuse_req_t req, struct vs_node *node, enum vs_part part,
           struct stat *attr, int to_set)
@@ -266,6 +291,9 @@ set_owner(fuse_req_t req, struct vs_node *node, enum vs_part part,
                "follow data");
         return 1;
     }
+    r = check_owner_change(req, node, attr, to_set);
+    if (r != 0)
+        return r;
     r = vs_tree_set_owner(vs_fs.tree, node,
                           (to_set & FUSE_SET_ATTR_MODE) ? &mode : NULL,
                           (to_set & FUSE_SET_ATTR_UID) ? &uid : NULL,

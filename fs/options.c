@@ -66,6 +66,7 @@ enum long_opt {
     OPT_MAX_IDLE_LAYERS,
     OPT_DOMAIN_ROOT,
     OPT_L2_CACHE_SIZE,
+    OPT_PASSTHROUGH,
 };
 
 static const struct option long_options[] = {
@@ -82,6 +83,7 @@ static const struct option long_options[] = {
     {"max-idle-layers", required_argument, NULL, OPT_MAX_IDLE_LAYERS},
     {"domain-root", required_argument, NULL, OPT_DOMAIN_ROOT},
     {"l2-cache-size", required_argument, NULL, OPT_L2_CACHE_SIZE},
+    {"passthrough", required_argument, NULL, OPT_PASSTHROUGH},
     {NULL, 0, NULL, 0},
 };
 
@@ -113,12 +115,15 @@ vs_config_usage(FILE *out, const char *prog)
         "      --l2-cache-size=SIZE\n"
         "                          memory for each qcow2 layer's L2 tables,\n"
         "                          bytes or with K, M, G (default 32M)\n"
+        "      --passthrough=MODE  kernel FUSE passthrough for raw local\n"
+        "                          volumes: off (default), auto, on\n"
         "  -o OPT[,OPT...]         mount options: data_dir=, catalog=, "
         "threads=,\n"
         "                          max_write=, max_background=, log_level=, "
         "debug=,\n"
-        "                          max_idle_layers=, domain_root=, "
-        "l2_cache_size=,\n"
+        "                          passthrough=, max_idle_layers=, "
+        "domain_root=,\n"
+        "                          l2_cache_size=,\n"
         "                          allow_other (default), noallow_other, ro, "
         "and\n"
         "                          mount(8) words such as rw, nosuid, nodev, "
@@ -179,6 +184,23 @@ parse_uint(const char *what, const char *text, unsigned min, unsigned max,
         return -EINVAL;
     }
     *out = (unsigned)v;
+    return 0;
+}
+
+static int
+set_passthrough(struct vs_config *cfg, const char *value)
+{
+    if (strcmp(value, "off") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_OFF;
+    else if (strcmp(value, "auto") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_AUTO;
+    else if (strcmp(value, "on") == 0)
+        cfg->passthrough = VS_PASSTHROUGH_ON;
+    else {
+        fprintf(stderr, "vstorfs: passthrough: '%s' is not off, auto or on\n",
+                value);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -249,6 +271,8 @@ parse_mount_word(struct vs_config *cfg, const char *word)
         return parse_uint("max_background", v, 1, 65535, &cfg->max_background);
     if (KEY("domain_root"))
         return set_string(&cfg->domain_root, v);
+    if (KEY("passthrough"))
+        return set_passthrough(cfg, v);
     if (KEY("max_idle_layers"))
         return parse_uint("max_idle_layers", v, 0, 1u << 30,
                           &cfg->max_idle_layers);
@@ -312,6 +336,8 @@ parse_one(struct vs_config *cfg, int c, const char *arg)
         return set_string(&cfg->data_dir, arg);
     case OPT_DOMAIN_ROOT:
         return set_string(&cfg->domain_root, arg);
+    case OPT_PASSTHROUGH:
+        return set_passthrough(cfg, arg);
     case OPT_MAX_IDLE_LAYERS:
         return parse_uint("--max-idle-layers", arg, 0, 1u << 30,
                           &cfg->max_idle_layers);

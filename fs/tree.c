@@ -422,6 +422,8 @@ vs_node_sizes(struct vs_tree *tree, struct vs_node *node, int64_t *size,
         return 0;
     if ((r = vs_node_borrow(tree, node, &bs, &temp)) < 0)
         return r;
+    if (!temp) /* root may have written past the end by passthrough */
+        vs_passthrough_sync_size(node->vol);
     s = temp ? vs_bdev_size(temp) : (int64_t)atomic_load(&node->vol->size);
     a = vs_bdev_allocated(bs);
     if (temp)

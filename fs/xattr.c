@@ -242,6 +242,19 @@ get_jobs(const struct xctx *x, char *buf, size_t len)
     return vs_merge_list(buf, len);
 }
 
+static int
+get_passthrough(const struct xctx *x, char *buf, size_t len)
+{
+    struct vs_volume *vol = x->node->vol;
+    int opens;
+
+    pthread_mutex_lock(&vol->lock);
+    opens = vol->pt_opens;
+    pthread_mutex_unlock(&vol->lock);
+    return opens > 0 ? snprintf(buf, len, "on %d", opens)
+                     : snprintf(buf, len, "off");
+}
+
 static const struct xattr_row {
     const char *name;
     int (*get)(const struct xctx *x, char *buf, size_t len);
@@ -260,6 +273,7 @@ static const struct xattr_row {
     {VS_XATTR_CREATED, get_created, false},
     {VS_XATTR_CAPS, get_caps, false},
     {VS_XATTR_JOB, get_job, true, true},
+    {VS_XATTR_PASSTHROUGH, get_passthrough, true, true},
     {VS_XATTR_JOBS, get_jobs, false, true},
     {VS_XATTR_OPTIONS, get_options, false, false, true},
     {VS_XATTR_SECRETS, get_secrets, false, false, true},

@@ -567,6 +567,7 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
     }
     o->fd = fd;
     o->dfd = -1;
+    o->sync = ds->sync;
     pthread_mutex_init(&o->run_lock, NULL);
     if ((bs->open_flags & VS_OPEN_DIRECT) && ds->caps.direct)
         dir_open_direct(ds, name, acc, o);
@@ -577,6 +578,16 @@ dir_object_open(struct vs_store *st, const char *name, struct vs_bdev *bs)
         bs->caps.direct = false;
     bs->opaque = o;
     return 0;
+}
+
+/* The object's buffered descriptor for kernel passthrough; not with
+ * sync=on, whose O_DSYNC the kernel's own open of the file would drop. */
+static int
+dir_get_fd(struct vs_bdev *bs)
+{
+    struct dir_object *o = bs->opaque;
+
+    return o->sync ? -ENOTSUP : o->fd;
 }
 
 /* Values of an on/off option. */
@@ -624,4 +635,5 @@ const struct vs_driver vs_driver_dir = {
     .copy_range = dir_copy_range,
     .allocate = dir_allocate,
     .options = dir_options,
+    .get_fd = dir_get_fd,
 };

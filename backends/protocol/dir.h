@@ -27,6 +27,7 @@ struct dir_object {
     int dfd;            /* O_DIRECT, or -1 when not asked or refused */
     uint32_t mem_align; /* buffer alignment for dfd (power of two) */
     uint32_t off_align; /* offset and length alignment for dfd */
+    bool sync;          /* opened O_DSYNC (the store's sync=on) */
     /* The last data run SEEK_HOLE found, [run_start, run_end): on tmpfs
      * SEEK_HOLE walks every page of the run, so block status asked chunk
      * by chunk over a big file would walk it again and again.  Writes only

@@ -102,6 +102,15 @@ int64_t vs_bdev_size(struct vs_bdev *bs);
 /* Bytes used on the storage: a format that does not count its own uses
  * its file's, whether passthrough or not. */
 int64_t vs_bdev_allocated(struct vs_bdev *bs);
+/* The descriptor through which the kernel may do all of BS's I/O itself:
+ * only when BS is a passthrough format (raw) with no backing, directly over
+ * a protocol object whose driver gives one (get_fd); -ENOTSUP otherwise.
+ * BS keeps it (never close it). */
+int vs_bdev_kernel_fd(struct vs_bdev *bs);
+/* The object under BS was written past the generic layer (through
+ * vs_bdev_kernel_fd): take its size from the driver again.  The new
+ * virtual size, or -errno. */
+int64_t vs_bdev_resync_size(struct vs_bdev *bs);
 /* Set the virtual size (see the driver contract); -EROFS, -ENOTSUP. */
 int vs_bdev_truncate(struct vs_bdev *bs, uint64_t size);
 /* Grow the protocol object under BS (through passthrough formats) to at

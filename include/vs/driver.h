@@ -407,6 +407,14 @@ struct vs_driver {
      * so any key given is refused.  store_open reads the values from
      * st->options and st->secrets and may refuse a combination (-EINVAL). */
     const struct vs_option_spec *options;
+
+    /* Protocol drivers, optional: the descriptor of an open object that is
+     * a regular file of a local file system, which the kernel may read and
+     * write directly (FUSE passthrough reopens the file it names), with
+     * nothing the driver adds to I/O through it lost (the dir driver's
+     * sync=on is).  It stays the driver's: the caller never closes it.
+     * -ENOTSUP when there is no such descriptor.  NULL: -ENOTSUP. */
+    int (*get_fd)(struct vs_bdev *bs);
 };
 
 /* Format driver tunables, process-wide, read when a layer opens. */

@@ -21,6 +21,9 @@
 #define VS_XATTR_JOBS "user.vstor.jobs" /* root: every job, one per line */
 #define VS_XATTR_OBJECT "user.vstor.object" /* volume: object on store */
 #define VS_XATTR_STATUS "user.vstor.status" /* volume: ok|unavailable: why */
+/* volume (not listed): "on N" while N handles are served by kernel FUSE
+ * passthrough, else "off" */
+#define VS_XATTR_PASSTHROUGH "user.vstor.passthrough"
 /* domain: the names (never the values) of the secrets its store was
  * attached with, comma-separated */
 #define VS_XATTR_SECRETS "user.vstor.secrets"

@@ -14,6 +14,11 @@
 # Run it on a quiet machine: on 2 vCPUs a second busy process moves FUSE
 # figures by 25-50 %.  Run it once with --dir on a disk and once with
 # --dir /dev/shm/... to see the FUSE round trip without the disk.
+# With --passthrough the vstorfs column is a volume served by kernel FUSE
+# passthrough (-o passthrough=on; the script checks that its open really is
+# one) and only the 4 KiB random workloads run: `meson test --suite bench
+# bench-passthrough` does that on /dev/shm, where the target is >= 0.9x
+# the tmpfs file.
 # Needs root (FUSE mounts), fio, jq, qemu-storage-daemon, fusermount3 and
 # getfattr.
 set -euo pipefail
@@ -27,6 +32,7 @@ VSTORFS=
 VSTORFS_ARGS=
 JSON_OUT=
 SEQ_IODEPTH=4
+PASSTHROUGH=
 
 # name:rw:bs:iodepth:unit -- the workloads, in the order they are reported.
 WORKLOADS=(
@@ -60,6 +66,9 @@ Options:
                      one, only the direct and qsd columns are measured)
   --vstorfs-args STR extra vstorfs options, e.g. "--threads=4"
   --json FILE        also write the results to FILE as JSON (built by jq)
+  --passthrough      serve the volume by kernel FUSE passthrough
+                     (-o passthrough=on) and run the 4 KiB random
+                     workloads only
   --quick            runtime 3, repeat 1: a smoke run
   -h, --help         print this help
 
@@ -79,6 +88,7 @@ parse_args() {
         --vstorfs-args) need_arg "$@"; VSTORFS_ARGS=$2; shift 2 ;;
         --json) need_arg "$@"; JSON_OUT=$2; shift 2 ;;
         --quick) RUNTIME=3; REPEAT=1; shift ;;
+        --passthrough) PASSTHROUGH=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage_error "unknown argument '$1'" ;;
         esac
@@ -86,6 +96,30 @@ parse_args() {
     [[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || usage_error "--runtime: not a number"
     [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || usage_error "--repeat: not a number"
     [[ $SIZE =~ ^[1-9][0-9]*[KMGT]?$ ]] || usage_error "--size: bad size"
+    [[ -z $PASSTHROUGH ]] || use_passthrough
+}
+
+# --passthrough: the option, and the random workloads only.
+use_passthrough() {
+    local spec kept=()
+    VSTORFS_ARGS+="${VSTORFS_ARGS:+ }-o passthrough=on"
+    for spec in "${WORKLOADS[@]}"; do
+        [[ $spec == rand-* ]] && kept+=("$spec")
+    done
+    WORKLOADS=("${kept[@]}")
+}
+
+# The volume's opens must be passthrough, or the figures mean nothing.
+check_passthrough() {
+    local state
+    grep -q 'kernel FUSE passthrough is on' "$WORK/vstorfs.log" ||
+        die "vstorfs did not get kernel FUSE passthrough (see its log)"
+    exec 9<"$VOLUME_DATA"
+    state=$(getfattr --absolute-names --only-values \
+        -n user.vstor.passthrough "${VOLUME_DATA%/data}")
+    exec 9<&-
+    [[ $state == on* ]] || die "the volume's open is not passthrough ($state)"
+    echo "vstorfs: the volume is open by kernel FUSE passthrough" >&2
 }
 
 check_tools() {
@@ -334,6 +368,7 @@ main() {
         echo "vstorfs: $VSTORFS $VSTORFS_ARGS" >&2
         start_vstorfs
         prepare_vstorfs_volume
+        [[ -z $PASSTHROUGH ]] || check_passthrough
         measure_target vstorfs "$VOLUME_DATA"
         # From here on only the backend file is used: vstorfs goes away so
         # that it never runs at the same time as another target.
