@@ -336,39 +336,6 @@ struct io_req {
     bool allocated; /* the request and iov's buffer: freed at completion */
 };
 
-/* A request for OP of LEN bytes on H: on the stack (STACK) with the
- * thread's buffer when it completes inline, else allocated with a buffer
- * of its own; NULL on ENOMEM. */
-static struct io_req *
-io_req_new(struct vs_handle *h, enum vs_req_op op, size_t len,
-           struct io_req *stack)
-{
-    struct io_req *io = stack;
-    void *buf = NULL;
-
-    if (!vs_bdev_submit_may_defer(h->vol->bdev, op)) {
-        memset(io, 0, sizeof(*io));
-        if (op == VS_REQ_READ && !(buf = thread_buffer(len)))
-            return NULL;
-    } else {
-        io = calloc(1, sizeof(*io));
-        if (io && len && posix_memalign(&buf, BUF_ALIGN, len) != 0) {
-            free(io);
-            io = NULL;
-        }
-        if (!io)
-            return NULL;
-        io->allocated = true;
-    }
-    io->h = h;
-    io->r.op = op;
-    io->r.flags = h->io_flags;
-    io->r.opaque = io;
-    io->iov.iov_base = buf;
-    io->iov.iov_len = len;
-    return io;
-}
-
 static void
 io_req_free(struct io_req *io)
 {
@@ -376,6 +343,64 @@ io_req_free(struct io_req *io)
         free(io->iov.iov_base);
         free(io);
     }
+}
+
+static const char *
+op_name(enum vs_req_op op)
+{
+    return op == VS_REQ_READ ? "read" : op == VS_REQ_WRITE ? "write" : "fsync";
+}
+
+/* Submit OP of LEN bytes at OFF (a write's payload at SRC) on H's chain,
+ * answered by DONE; H's gate entered by the caller, left at completion.
+ * Where the request completes inline it lives on this frame and borrows
+ * the thread's read buffer or libfuse's payload; otherwise it is
+ * allocated, with a read buffer or a copy of the payload of its own. */
+static void
+io_submit(fuse_req_t req, struct vs_handle *h, enum vs_req_op op, uint64_t off,
+          size_t len, const void *src,
+          void (*done)(struct vs_request *, ssize_t))
+{
+    struct io_req stack = {0}, *io = &stack;
+    void *buf = NULL;
+
+    if (vs_bdev_submit_may_defer(h->vol->bdev, op)) {
+        io = calloc(1, sizeof(*io));
+        if (io && len && posix_memalign(&buf, BUF_ALIGN, len) != 0)
+            buf = NULL;
+        if (io && len && !buf) {
+            free(io);
+            io = NULL;
+        }
+        if (io) {
+            io->allocated = true;
+            if (op == VS_REQ_WRITE) /* libfuse reuses SRC once we return */
+                memcpy(buf, src, len);
+        }
+    } else if (op == VS_REQ_READ) {
+        buf = thread_buffer(len);
+        io = buf || !len ? io : NULL;
+    } else {
+        buf = (void *)src;
+    }
+    if (!io) {
+        io_end(h);
+        log_io_error(h, op_name(op), off, len, ENOMEM);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    io->req = req;
+    io->h = h;
+    io->iov = (struct iovec){.iov_base = buf, .iov_len = len};
+    io->r = (struct vs_request){.op = op,
+                                .offset = off,
+                                .length = len,
+                                .iov = &io->iov,
+                                .iovcnt = 1,
+                                .flags = h->io_flags,
+                                .complete = done,
+                                .opaque = io};
+    vs_bdev_submit(h->vol->bdev, &io->r);
 }
 
 static void
@@ -398,7 +423,6 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    struct io_req stack, *io;
     uint64_t vsize;
 
     (void)ino;
@@ -414,19 +438,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     if ((uint64_t)off + size > vsize)
         size = (size_t)(vsize - (uint64_t)off);
     io_begin(h);
-    io = io_req_new(h, VS_REQ_READ, size, &stack);
-    if (!io) {
-        io_end(h);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    io->req = req;
-    io->r.offset = (uint64_t)off;
-    io->r.length = size;
-    io->r.iov = &io->iov;
-    io->r.iovcnt = 1;
-    io->r.complete = read_done;
-    vs_bdev_submit(h->vol->bdev, &io->r);
+    io_submit(req, h, VS_REQ_READ, (uint64_t)off, size, NULL, read_done);
 }
 
 /* Whether a request of REQ would take H's volume past its end while not
@@ -472,7 +484,6 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
          off_t off, struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    struct io_req stack, *io;
     int r;
 
     (void)ino;
@@ -483,34 +494,13 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     }
     io_begin(h);
     r = vs_volume_grow(h->vol, (uint64_t)off + size);
-    io = r < 0 ? NULL : io_req_new(h, VS_REQ_WRITE, 0, &stack);
-    if (r == 0 && !io)
-        r = -ENOMEM;
-    if (r == 0 && io->allocated) {
-        /* libfuse reuses BUF once this returns: the request keeps a copy */
-        if (posix_memalign(&io->iov.iov_base, BUF_ALIGN, size ? size : 1))
-            r = -ENOMEM;
-        else
-            memcpy(io->iov.iov_base, buf, size);
-    } else if (r == 0) {
-        io->iov.iov_base = (void *)buf;
-    }
     if (r < 0) {
-        if (io)
-            io_req_free(io);
         io_end(h);
         log_io_error(h, "write", (uint64_t)off, size, -r);
         fuse_reply_err(req, -r);
         return;
     }
-    io->iov.iov_len = size;
-    io->req = req;
-    io->r.offset = (uint64_t)off;
-    io->r.length = size;
-    io->r.iov = &io->iov;
-    io->r.iovcnt = 1;
-    io->r.complete = write_done;
-    vs_bdev_submit(h->vol->bdev, &io->r);
+    io_submit(req, h, VS_REQ_WRITE, (uint64_t)off, size, buf, write_done);
 }
 
 static void
@@ -530,7 +520,6 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
          struct fuse_file_info *fi)
 {
     struct vs_handle *h = handle_of(fi);
-    struct io_req stack, *io;
 
     (void)ino, (void)datasync;
     if (!h->vol) {
@@ -538,15 +527,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
         return;
     }
     io_begin(h);
-    io = io_req_new(h, VS_REQ_FLUSH, 0, &stack);
-    if (!io) {
-        io_end(h);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    io->req = req;
-    io->r.complete = fsync_done;
-    vs_bdev_submit(h->vol->bdev, &io->r);
+    io_submit(req, h, VS_REQ_FLUSH, 0, 0, NULL, fsync_done);
 }
 
 static void
